@@ -1,0 +1,173 @@
+"""Composition root of the API process: the only place that wires concrete classes.
+
+`create_app(settings)` builds everything from settings; tests may pass ready-made
+dependencies (a Redis client, a DB engine, a chain reader) to share fixtures.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from solver.auth.controllers import auth_routes
+from solver.auth.guard import TokenAuth, provide_principal
+from solver.auth.jwt import JwtCodec
+from solver.auth.nonces import NonceStore
+from solver.auth.owners import OwnerResolver
+from solver.auth.service import AuthService
+from solver.chain.reader import ChainReader
+from solver.core.clock import Clock, SystemClock
+from solver.core.errors import ConfigError
+from solver.db.engine import make_engine
+from solver.market.controllers import market_routes
+from solver.market.repository import MarketStats
+from solver.market.service import MarketService
+from solver.pricing.cache import PriceCache
+from solver.settings import Settings
+from solver.web import meta
+from solver.web.errors import EXCEPTION_HANDLERS
+from solver.web.health import Readiness
+from solver.web.paths import collapse_slashes_middleware
+
+log = logging.getLogger("solver.app")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: Redis
+    engine: AsyncEngine
+    chain: ChainReader
+    clock: Clock
+    auth: AuthService
+    token_auth: TokenAuth
+    market: MarketService
+    readiness: Readiness
+
+
+def build_services(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    engine: AsyncEngine | None = None,
+    chain: ChainReader | None = None,
+    clock: Clock | None = None,
+) -> Services:
+    clock = clock or SystemClock()
+    redis = redis or Redis.from_url(settings.redis_url)
+    engine = engine or make_engine(settings.database_url)
+    if chain is None:
+        from solver.chain.web3_reader import Web3ChainReader
+
+        chain = Web3ChainReader.from_settings(settings.chain)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    prices = PriceCache(redis, settings.redis_prefix)
+    jwt_codec = JwtCodec(settings.auth, clock)
+    auth = AuthService(
+        settings=settings,
+        nonces=NonceStore(redis, settings.redis_prefix, settings.auth.nonce_ttl_s),
+        owners=OwnerResolver(chain, redis, settings.redis_prefix, settings.chain.owner_cache_ttl_s),
+        chain=chain,
+        jwt=jwt_codec,
+        clock=clock,
+    )
+    market = MarketService(settings=settings, prices=prices, chain=chain, stats=MarketStats(sessions), clock=clock)
+
+    async def db_probe() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def redis_probe() -> None:
+        await redis.ping()
+
+    readiness = Readiness({"database": db_probe, "redis": redis_probe, "chain": chain.chain_id})
+    return Services(
+        settings=settings,
+        redis=redis,
+        engine=engine,
+        chain=chain,
+        clock=clock,
+        auth=auth,
+        token_auth=TokenAuth(jwt_codec),
+        market=market,
+        readiness=readiness,
+    )
+
+
+def _route_handlers() -> list[Any]:
+    return [*meta.routes(), *auth_routes(), *market_routes()]
+
+
+def create_app(settings: Settings, services: Services | None = None, *, check_chain: bool = True) -> Litestar:
+    svc = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if check_chain:
+            got = await svc.chain.chain_id()
+            if got != settings.chain.chain_id:
+                raise ConfigError(f"RPC chain id {got} differs from configured chain_id {settings.chain.chain_id}")
+        try:
+            yield
+        finally:
+            if services is None:
+                await svc.redis.aclose()
+                await svc.engine.dispose()
+
+    handlers = _route_handlers()
+    route_handlers: list[Any] = list(handlers)
+    if settings.api.prefix:
+        route_handlers.append(Router(path=settings.api.prefix, route_handlers=handlers, include_in_schema=False))
+
+    dependencies = {
+        "settings": meta.provide(settings),
+        "auth": meta.provide(svc.auth),
+        "market": meta.provide(svc.market),
+        "readiness": meta.provide(svc.readiness),
+        "token_auth": meta.provide(svc.token_auth),
+        "principal": Provide(provide_principal, sync_to_thread=False),
+    }
+    return Litestar(
+        route_handlers=route_handlers,
+        dependencies=dependencies,
+        exception_handlers=EXCEPTION_HANDLERS,
+        cors_config=CORSConfig(
+            allow_origins=settings.api.cors_origins,
+            allow_headers=["App-Name", "Authorization", "Content-Type", "Idempotency-Key"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_credentials=True,
+        ),
+        openapi_config=OpenAPIConfig(
+            title="Symmio solver API",
+            version="0.1.0",
+            path="/docs",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        middleware=[collapse_slashes_middleware],
+        lifespan=[lifespan],
+        request_max_body_size=settings.api.max_body_bytes,
+        state={"services": svc},
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for `uvicorn --factory` (one app per API worker process)."""
+    from solver.core.logging import configure_logging
+    from solver.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,70 @@
+"""Latest price per symbol in Redis: `{prefix}price:{SYMBOL}` -> JSON {"price": str, "ts": float}.
+
+`ts` is the *source* timestamp (unix seconds). Readers compute the age; a missing price is
+missing, never 0, and an old price is never republished as new.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from redis.asyncio import Redis
+
+
+@dataclass(frozen=True, slots=True)
+class PricePoint:
+    symbol: str
+    price: Decimal
+    ts: float  # source time, unix seconds
+
+    def age(self, now: float) -> float:
+        return now - self.ts
+
+
+class PriceCache:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    def _key(self, symbol: str) -> str:
+        return f"{self._prefix}price:{symbol.upper()}"
+
+    async def set(self, point: PricePoint) -> None:
+        payload = json.dumps({"price": str(point.price), "ts": point.ts})
+        # Only move forward in source time: a late, older tick never overwrites a newer one.
+        await self._redis.eval(_SET_IF_NEWER, 1, self._key(point.symbol), payload, repr(point.ts))
+
+    async def get(self, symbol: str) -> PricePoint | None:
+        raw = await self._redis.get(self._key(symbol))
+        return _decode(symbol, raw)
+
+    async def get_many(self, symbols: list[str]) -> dict[str, PricePoint]:
+        if not symbols:
+            return {}
+        raws = await self._redis.mget([self._key(s) for s in symbols])
+        out: dict[str, PricePoint] = {}
+        for sym, raw in zip(symbols, raws, strict=True):
+            point = _decode(sym, raw)
+            if point is not None:
+                out[sym.upper()] = point
+        return out
+
+
+def _decode(symbol: str, raw: bytes | str | None) -> PricePoint | None:
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return PricePoint(symbol=symbol.upper(), price=Decimal(data["price"]), ts=float(data["ts"]))
+
+
+_SET_IF_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, obj = pcall(cjson.decode, cur)
+  if ok and obj['ts'] and tonumber(obj['ts']) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""

@@ -1,0 +1,240 @@
+"""Typed settings: environment variables over `config/*.toml`, validated at start.
+
+Load with `load_settings()` from a composition root; nothing reads settings at import time.
+Env vars use the `SOLVER_` prefix and `__` for nesting (`SOLVER_AUTH__JWT_SECRET`).
+`SOLVER_CONFIG` names the TOML file(s), comma separated, later files winning.
+`DATABASE_URL` and `REDIS_URL` are also read without prefix, as operators expect.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from solver.core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config" / "local.toml"
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-000000"  # noqa: S105 - refused outside dev
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+
+
+class SymbolConfig(BaseModel):
+    """One market. Percent-like values are fractions (0.01 = 1 %)."""
+
+    symbol_id: int = Field(ge=1)
+    name: str = Field(min_length=1, max_length=32)  # market name, e.g. BTCUSDT
+    symbol: str  # base, e.g. BTC
+    asset: str = "USDT"
+    price_precision: int = Field(ge=0, le=18)
+    quantity_precision: int = Field(ge=0, le=18)
+    is_valid: bool = True
+    rfq_allowed: bool = True
+    maintenance_ratio: Decimal = Field(gt=0, lt=1)  # cn of trading-rules.md §1
+    max_leverage_cap: int | None = Field(default=None, ge=1)
+    party_bmm_percent: Decimal = Field(default=Decimal(0), ge=0, le=100)
+    min_acceptable_quote_value: Decimal = Field(ge=0)
+    min_acceptable_portion_lf: Decimal = Field(ge=0, le=1)
+    trading_fee: Decimal = Field(ge=0, lt=1)
+    max_funding_rate: Decimal = Field(default=Decimal(200), ge=0)
+    max_notional_value: Decimal = Field(gt=0)  # largest single position, USD
+    notional_cap: Decimal = Field(gt=0)  # open interest cap for the symbol, USD
+    hedger_fee_open: Decimal = Field(default=Decimal(0), ge=0, lt=1)
+    hedger_fee_close: Decimal = Field(default=Decimal(0), ge=0, lt=1)
+    max_price_deviation: Decimal = Field(default=Decimal("0.05"), gt=0, lt=1)
+    funding_rate_epoch_duration: int = Field(default=28800, ge=1)
+    reference_price: Decimal | None = Field(default=None, gt=0)  # replay feed start (dev)
+
+    @field_validator("name", "symbol", "asset")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        if not v.isalnum():
+            raise ValueError("must be letters and digits only")
+        return v.upper()
+
+
+class ChainSettings(BaseModel):
+    chain_id: int = Field(default=31337, ge=1)
+    rpc_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8545"])
+    multi_account_address: str = ZERO_ADDRESS
+    symmio_address: str = ZERO_ADDRESS
+    collateral_address: str = ZERO_ADDRESS
+    solver_address: str = ZERO_ADDRESS  # PartyB
+    confirmations: int = Field(default=1, ge=0)
+    start_block: int = Field(default=0, ge=0)
+    owner_cache_ttl_s: int = Field(default=300, ge=0)
+
+    @field_validator("rpc_urls")
+    @classmethod
+    def _rpcs(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("at least one RPC URL is required")
+        for url in v:
+            if not url.startswith(("http://", "https://", "ws://", "wss://")):
+                raise ValueError(f"RPC URL must be http(s) or ws(s): {url!r}")
+        return v
+
+    @field_validator("multi_account_address", "symmio_address", "collateral_address", "solver_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not (v.startswith("0x") and len(v) == 42):
+            raise ValueError(f"not an address: {v!r}")
+        try:
+            int(v, 16)
+        except ValueError as exc:
+            raise ValueError(f"not an address: {v!r}") from exc
+        return v
+
+
+class AuthSettings(BaseModel):
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_algorithm: Literal["HS256"] = "HS256"
+    jwt_max_lifetime_s: int = Field(default=30 * 86400, ge=60)
+    allowed_domains: list[str] = Field(default_factory=lambda: ["localhost"])
+    public_base_url: str = "http://localhost:8000"
+    nonce_ttl_s: int = Field(default=600, ge=10)
+    clock_skew_s: int = Field(default=60, ge=0)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("public_base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class RiskSettings(BaseModel):
+    max_pending_instant_opens: int = Field(default=10, ge=1)
+    max_open_positions: int = Field(default=100, ge=1)
+    total_notional_cap: Decimal = Field(default=Decimal(10_000_000), gt=0)
+    max_price_age_s: Decimal = Field(default=Decimal(5), gt=0)
+    close_slippage: Decimal = Field(default=Decimal("0.01"), gt=0, lt=1)
+
+
+class OracleSettings(BaseModel):
+    muon_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8546"])
+    muon_app_id: int = 0
+    app_name: str = "symmio"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    prefix: str | None = None  # e.g. "/v1/31337a/0xMultiAccount"; routes are also served at "/"
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://localhost:3000"])
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str | None) -> str | None:
+        if v is None or v.strip("/") == "":
+            return None
+        return "/" + v.strip("/")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SOLVER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    database_url: str = Field(
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/solver",
+        validation_alias=AliasChoices("SOLVER_DATABASE_URL", "DATABASE_URL", "database_url"),
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("SOLVER_REDIS_URL", "REDIS_URL", "redis_url"),
+    )
+    redis_prefix: str = "solver:"
+    log_level: str = "INFO"
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    risk: RiskSettings = Field(default_factory=RiskSettings)
+    oracle: OracleSettings = Field(default_factory=OracleSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    symbols: list[SymbolConfig] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            v = "postgresql+psycopg://" + v.split("://", 1)[1]
+        if not v.startswith("postgresql+psycopg://"):
+            raise ValueError("database_url must be a PostgreSQL URL (postgresql://...)")
+        return v
+
+    @model_validator(mode="after")
+    def _checks(self) -> Settings:
+        ids = [s.symbol_id for s in self.symbols]
+        names = [s.name for s in self.symbols]
+        if len(set(ids)) != len(ids):
+            raise ValueError("symbol ids must be unique")
+        if len(set(names)) != len(names):
+            raise ValueError("symbol names must be unique")
+        if self.env != "dev":
+            secret = self.auth.jwt_secret.get_secret_value()
+            if secret == DEV_JWT_SECRET or len(secret) < 32:
+                raise ValueError(
+                    "auth.jwt_secret must be set to a random value of at least 32 characters "
+                    "outside dev (SOLVER_AUTH__JWT_SECRET)"
+                )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = _config_files()
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=files) if files else None
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(toml)
+        return tuple(sources)
+
+    def symbol(self, key: str | int) -> SymbolConfig | None:
+        for s in self.symbols:
+            if (isinstance(key, int) and s.symbol_id == key) or (isinstance(key, str) and s.name == key.upper()):
+                return s
+        return None
+
+
+def _config_files() -> list[Path]:
+    raw = os.environ.get("SOLVER_CONFIG")
+    if raw is None:
+        return [DEFAULT_CONFIG] if DEFAULT_CONFIG.exists() else []
+    files = [Path(p.strip()) for p in raw.split(",") if p.strip()]
+    for f in files:
+        if not f.exists():
+            raise ConfigError(f"config file not found: {f}")
+    return files
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build and validate settings; raise ConfigError with a readable list of problems."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError("invalid settings:\n" + "\n".join(lines)) from exc

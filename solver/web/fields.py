@@ -1,0 +1,36 @@
+"""Request field types: numbers as JSON string or number, parsed with Decimal; addresses."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from eth_utils import is_address, to_checksum_address
+from pydantic import BeforeValidator
+
+from solver.core.units import NumberFormatError, UINT256_MAX, parse_decimal
+
+
+def _decimal(value: Any) -> Decimal:
+    try:
+        dec = parse_decimal(value)
+    except NumberFormatError as exc:
+        raise ValueError(str(exc)) from exc
+    if dec * 10**18 > UINT256_MAX:
+        raise ValueError("value is beyond uint256")
+    return dec
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not is_address(value.lower()):
+        raise ValueError("must be a 0x-prefixed 20-byte hex address")
+    return str(to_checksum_address(value.lower()))
+
+
+NonNegativeDecimal = Annotated[Decimal, BeforeValidator(_decimal)]
+Address = Annotated[str, BeforeValidator(_address)]
+
+
+def checksum(value: str) -> str:
+    """Checksum an address from a path parameter or raise ValueError."""
+    return _address(value)

@@ -1,0 +1,1 @@
+"""Persistence: async engine and sessions, tables (models/), audit trail, migrations."""

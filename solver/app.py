@@ -16,10 +16,11 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.types import Receive, Scope, Send
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from solver.auth.controllers import auth_routes
 from solver.auth.guard import TokenAuth, provide_principal
@@ -30,18 +31,29 @@ from solver.auth.service import AuthService
 from solver.chain.reader import ChainReader
 from solver.core.clock import Clock, SystemClock
 from solver.core.errors import ConfigError
-from solver.db.engine import make_engine
+from solver.db.engine import create_engine, session_factory
 from solver.market.controllers import market_routes
+from solver.market.feeds import MarketFeeds
 from solver.market.repository import MarketStats
 from solver.market.service import MarketService
 from solver.pricing.cache import PriceCache
+from solver.quotes.repository import temp_id_seed_source
+from solver.quotes.temp_ids import TempIdAllocator
 from solver.settings import Settings
 from solver.web import meta
 from solver.web.errors import EXCEPTION_HANDLERS
 from solver.web.health import Readiness
-from solver.web.paths import collapse_slashes_middleware
+from solver.web.paths import normalize_scope
 
 log = logging.getLogger("solver.app")
+
+
+class SolverApp(Litestar):
+    """Litestar with path normalisation ahead of routing (bots send `//login`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        normalize_scope(scope)
+        await super().__call__(scope, receive, send)
 
 
 @dataclass
@@ -54,6 +66,7 @@ class Services:
     auth: AuthService
     token_auth: TokenAuth
     market: MarketService
+    temp_ids: TempIdAllocator
     readiness: Readiness
 
 
@@ -66,13 +79,14 @@ def build_services(
     clock: Clock | None = None,
 ) -> Services:
     clock = clock or SystemClock()
-    redis = redis or Redis.from_url(settings.redis_url)
-    engine = engine or make_engine(settings.database_url)
+    # A blocking pool waits for a free connection under load instead of failing the request.
+    redis = redis or Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis_url, max_connections=200, timeout=5))
+    engine = engine or create_engine(settings.database_url)
     if chain is None:
         from solver.chain.web3_reader import Web3ChainReader
 
         chain = Web3ChainReader.from_settings(settings.chain)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    sessions = session_factory(engine)
     prices = PriceCache(redis, settings.redis_prefix)
     jwt_codec = JwtCodec(settings.auth, clock)
     auth = AuthService(
@@ -83,7 +97,14 @@ def build_services(
         jwt=jwt_codec,
         clock=clock,
     )
-    market = MarketService(settings=settings, prices=prices, chain=chain, stats=MarketStats(sessions), clock=clock)
+    market = MarketService(
+        settings=settings,
+        prices=prices,
+        chain=chain,
+        stats=MarketStats(sessions),
+        clock=clock,
+        feeds=MarketFeeds(redis, settings.redis_prefix),
+    )
 
     async def db_probe() -> None:
         async with engine.connect() as conn:
@@ -102,6 +123,7 @@ def build_services(
         auth=auth,
         token_auth=TokenAuth(jwt_codec),
         market=market,
+        temp_ids=TempIdAllocator(redis, settings.redis_prefix, temp_id_seed_source(sessions)),
         readiness=readiness,
     )
 
@@ -119,6 +141,8 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
             got = await svc.chain.chain_id()
             if got != settings.chain.chain_id:
                 raise ConfigError(f"RPC chain id {got} differs from configured chain_id {settings.chain.chain_id}")
+        # Re-seed below every stored temp id: losing Redis never hands an id out twice.
+        await svc.temp_ids.start()
         try:
             yield
         finally:
@@ -139,7 +163,7 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         "token_auth": meta.provide(svc.token_auth),
         "principal": Provide(provide_principal, sync_to_thread=False),
     }
-    return Litestar(
+    return SolverApp(
         route_handlers=route_handlers,
         dependencies=dependencies,
         exception_handlers=EXCEPTION_HANDLERS,
@@ -155,7 +179,6 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
             path="/docs",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
-        middleware=[collapse_slashes_middleware],
         lifespan=[lifespan],
         request_max_body_size=settings.api.max_body_bytes,
         state={"services": svc},

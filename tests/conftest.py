@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.redis",
     "tests.fixtures.chain",
+    "tests.fixtures.app",
 ]

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 
 from solver.auth.jwt import JwtCodec
 from solver.auth.nonces import NonceStore

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import ContractLogicError, Web3Exception
 
@@ -17,7 +18,7 @@ _PAGE = 100
 
 
 class Web3ChainReader:
-    def __init__(self, w3: AsyncWeb3, *, multi_account: str, symmio: str) -> None:
+    def __init__(self, w3: AsyncWeb3[Any], *, multi_account: str, symmio: str) -> None:
         self._w3 = w3
         self._multi = w3.eth.contract(address=to_checksum_address(multi_account), abi=load_abi("MultiAccount"))
         self._symmio = w3.eth.contract(address=to_checksum_address(symmio), abi=load_abi("Symmio"))
@@ -50,12 +51,16 @@ class Web3ChainReader:
         return bool(await fn.call())
 
     async def party_a_balances(self, account: str) -> PartyABalances:
-        r = await self._symmio.functions.balanceInfoOfPartyA(to_checksum_address(account)).call()
-        return PartyABalances(
-            allocated=int(r[0]),
-            locked=LockedValues(int(r[1]), int(r[2]), int(r[3]), int(r[4])),
-            pending_locked=LockedValues(int(r[5]), int(r[6]), int(r[7]), int(r[8])),
+        who = to_checksum_address(account)
+        fns = self._symmio.functions
+        # One block for the three reads, so allocated and locked values are consistent.
+        block = await self._w3.eth.block_number
+        allocated, locked, pending = await asyncio.gather(
+            fns.allocatedBalanceOfPartyA(who).call(block_identifier=block),
+            fns.lockedBalancesOfPartyA(who).call(block_identifier=block),
+            fns.pendingLockedBalancesOfPartyA(who).call(block_identifier=block),
         )
+        return PartyABalances(allocated=int(allocated), locked=_locked(locked), pending_locked=_locked(pending))
 
     async def quote(self, quote_id: int) -> OnChainQuote | None:
         raw = await self._symmio.functions.getQuote(quote_id).call()

@@ -27,17 +27,22 @@ class ErrorCode(Enum):
     TOKEN_EXPIRED = (1102, 401, "Your session has expired. Please log in again.")
     FORBIDDEN_ACCOUNT = (1103, 403, "Your access token does not allow acting on this account.")
     INVALID_NONCE = (1110, 401, "The login nonce is unknown, expired or already used. Request a new one.")
-    INVALID_SIGNATURE = (1111, 401, "The login signature does not match the account owner.")
+    INVALID_SIGNATURE = (1111, 401, "The login signature does not match the account owner for this domain, login URI and chain.")
     DOMAIN_NOT_ALLOWED = (1112, 401, "Login from this domain is not allowed.")
-    URI_MISMATCH = (1113, 401, "The login message was signed for a different URI.")
     MESSAGE_EXPIRED = (1114, 401, "The login message has expired. Sign a new one.")
     MESSAGE_NOT_YET_VALID = (1115, 401, "The login message is issued in the future. Check your clock.")
-    UNKNOWN_ACCOUNT = (1116, 404, "This address is not a sub-account of the MultiAccount contract.")
+    UNKNOWN_ACCOUNT = (1116, 400, "This address is not a sub-account of the MultiAccount contract.")
     # market 1200-1299
     UNKNOWN_SYMBOL = (1200, 404, "Unknown symbol.")
     INVALID_LEVERAGE = (1201, 400, "The leverage is not allowed for this symbol.")
     SYMBOL_NOT_TRADABLE = (1202, 400, "This symbol is not open for trading.")
     PRICE_UNAVAILABLE = (1203, 503, "No fresh price is available for this symbol right now.")
+    PRICE_STALE = (1204, 503, "The latest price for this symbol is too old to trade on. Please retry shortly.")
+    LOCKED_VALUES_TOO_LOW = (1205, 400, "The cva and lf sent are below what this market requires for this size.")
+    LEVERAGE_TOO_HIGH = (1206, 400, "The leverage (notional / locked margin) is above this market's maximum.")
+    LF_PORTION_TOO_LOW = (1207, 400, "The liquidation fee (lf) is too small a share of the locked margin.")
+    QUOTE_VALUE_TOO_LOW = (1208, 400, "The locked margin (cva + lf + partyAmm) is below the minimum quote value.")
+    UNKNOWN_MULTI_ACCOUNT = (1209, 404, "This solver does not serve that MultiAccount contract.")
 
     @property
     def code(self) -> int:

@@ -6,6 +6,7 @@ exponent form. Parse with Decimal (never float), convert to wei at one boundary.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
 WAD = 10**18
@@ -16,6 +17,7 @@ INT256_MIN = -(2**255)
 # Wide enough for uint256 in wei plus 18 fractional digits, so nothing is rounded by accident.
 _CTX = Context(prec=120, rounding=ROUND_HALF_EVEN)
 _ONE_WEI = Decimal(1).scaleb(-18)
+_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,6})?$")
 
 
 class NumberFormatError(ValueError):
@@ -37,6 +39,10 @@ def parse_decimal(value: object, *, field: str = "value", allow_negative: bool =
         text = value.strip()
         if not text or len(text) > 200:
             raise NumberFormatError(f"{field} must be a number")
+        # JSON-number syntax with ASCII digits only: Decimal() alone would also take "1_000"
+        # and non-ASCII digits.
+        if not _NUMBER.match(text):
+            raise NumberFormatError(f"{field} must be a number, got {value!r}")
         try:
             dec = Decimal(text)
         except InvalidOperation as exc:
@@ -47,7 +53,8 @@ def parse_decimal(value: object, *, field: str = "value", allow_negative: bool =
         raise NumberFormatError(f"{field} must be a finite number")
     if dec.is_signed() and not dec.is_zero() and not allow_negative:
         raise NumberFormatError(f"{field} must not be negative")
-    if abs(dec.adjusted()) > 90:
+    # Huge magnitudes have no meaning as money; tiny ones simply round to 0 at 18 decimals.
+    if dec.adjusted() > 90:
         raise NumberFormatError(f"{field} is out of range")
     return dec
 

@@ -39,7 +39,7 @@ def _sync_url(url: str) -> str:
 def database_url() -> str:
     url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
     if not url:
-        from solver.settings import load_settings  # noqa: PLC0415 - only when no URL was given
+        from solver.settings import load_settings
 
         url = load_settings().database_url
     return _sync_url(str(url))

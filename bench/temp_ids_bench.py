@@ -82,7 +82,11 @@ async def main() -> None:
         async with locks[k]:  # one statement at a time per connection
             await pg[k].execute(f"SELECT nextval('{seq}')")
 
-    results: dict[str, list[dict[str, float]]] = {"redis DECR (floor)": [], "TempIdAllocator": [], "postgres nextval": []}
+    results: dict[str, list[dict[str, float]]] = {
+        "redis DECR (floor)": [],
+        "TempIdAllocator": [],
+        "postgres nextval": [],
+    }
     for _ in range(args.rounds):  # interleave rounds so machine noise hits all methods alike
         results["redis DECR (floor)"].append(await run("decr", args.n, args.concurrency, decr))
         results["TempIdAllocator"].append(await run("alloc", args.n, args.concurrency, alloc))

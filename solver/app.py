@@ -14,10 +14,11 @@ from typing import Any
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.types import Receive, Scope, Send
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,8 +52,14 @@ log = logging.getLogger("solver.app")
 class SolverApp(Litestar):
     """Litestar with path normalisation ahead of routing (bots send `//login`)."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        normalize_scope(scope)
+    async def __call__(
+        self,
+        scope: Scope | LifeSpanScope,
+        receive: Receive | LifeSpanReceive,
+        send: Send | LifeSpanSend,
+    ) -> None:
+        if scope["type"] != "lifespan":
+            normalize_scope(scope)
         await super().__call__(scope, receive, send)
 
 
@@ -80,7 +87,9 @@ def build_services(
 ) -> Services:
     clock = clock or SystemClock()
     # A blocking pool waits for a free connection under load instead of failing the request.
-    redis = redis or Redis(connection_pool=BlockingConnectionPool.from_url(settings.redis_url, max_connections=200, timeout=5))
+    redis = redis or Redis(
+        connection_pool=BlockingConnectionPool.from_url(settings.redis_url, max_connections=200, timeout=5)
+    )
     engine = engine or create_engine(settings.database_url)
     if chain is None:
         from solver.chain.web3_reader import Web3ChainReader
@@ -181,7 +190,7 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         ),
         lifespan=[lifespan],
         request_max_body_size=settings.api.max_body_bytes,
-        state={"services": svc},
+        state=State({"services": svc}),
         debug=False,
     )
 

@@ -47,7 +47,9 @@ class Web3ChainReader:
         return out
 
     async def is_delegated(self, account: str, target: str, selector: bytes) -> bool:
-        fn = self._multi.functions.delegatedAccesses(to_checksum_address(account), to_checksum_address(target), selector)
+        fn = self._multi.functions.delegatedAccesses(
+            to_checksum_address(account), to_checksum_address(target), selector
+        )
         return bool(await fn.call())
 
     async def party_a_balances(self, account: str) -> PartyABalances:

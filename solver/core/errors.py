@@ -27,7 +27,11 @@ class ErrorCode(Enum):
     TOKEN_EXPIRED = (1102, 401, "Your session has expired. Please log in again.")
     FORBIDDEN_ACCOUNT = (1103, 403, "Your access token does not allow acting on this account.")
     INVALID_NONCE = (1110, 401, "The login nonce is unknown, expired or already used. Request a new one.")
-    INVALID_SIGNATURE = (1111, 401, "The login signature does not match the account owner for this domain, login URI and chain.")
+    INVALID_SIGNATURE = (
+        1111,
+        401,
+        "The login signature does not match the account owner for this domain, login URI and chain.",
+    )
     DOMAIN_NOT_ALLOWED = (1112, 401, "Login from this domain is not allowed.")
     MESSAGE_EXPIRED = (1114, 401, "The login message has expired. Sign a new one.")
     MESSAGE_NOT_YET_VALID = (1115, 401, "The login message is issued in the future. Check your clock.")

@@ -273,7 +273,7 @@ def deploy(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from solver.settings import load_settings  # noqa: PLC0415 - CLI only: settings are read at start
+    from solver.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="python -m solver.devnet.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--rpc", default="http://127.0.0.1:8545")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import BeforeValidator
 
-from solver.core.units import NumberFormatError, UINT256_MAX, parse_decimal
+from solver.core.units import UINT256_MAX, NumberFormatError, parse_decimal
 
 
 def _decimal(value: Any) -> Decimal:

@@ -10,8 +10,7 @@ from litestar.testing import AsyncTestClient
 from solver.app import create_app
 from solver.core.errors import ErrorCode
 from solver.settings import Settings
-
-from ..fixtures.app import settings_for
+from tests.fixtures.app import settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -92,9 +91,7 @@ async def test_openapi_docs(api: AsyncTestClient[Any]) -> None:
     assert (await api.get("/docs")).status_code == 200
 
 
-async def test_readyz_reports_a_dead_dependency(
-    devnet: Any, database_url: str, redis_prefix: str
-) -> None:
+async def test_readyz_reports_a_dead_dependency(devnet: Any, database_url: str, redis_prefix: str) -> None:
     settings: Settings = settings_for(devnet, database_url, redis_prefix, chain={"rpc_urls": ["http://127.0.0.1:9"]})
     app = create_app(settings, check_chain=False)
     async with AsyncTestClient(app=app) as client:
@@ -104,9 +101,7 @@ async def test_readyz_reports_a_dead_dependency(
         assert resp.json()["checks"] == {"database": True, "redis": True, "chain": False}
 
 
-async def test_routes_also_served_under_prefix(
-    devnet: Any, database_url: str, redis_prefix: str
-) -> None:
+async def test_routes_also_served_under_prefix(devnet: Any, database_url: str, redis_prefix: str) -> None:
     prefix = f"/v1/{devnet.chain_id}a/{devnet.multi_account}"
     settings = settings_for(devnet, database_url, redis_prefix, api={"prefix": prefix})
     async with AsyncTestClient(app=create_app(settings)) as client:

@@ -113,7 +113,9 @@ async def test_owner_login_issues_scoped_token(api: AsyncTestClient[Any], user: 
 async def test_lowercase_account_and_browser_domain(api: AsyncTestClient[Any], user: Any) -> None:
     account = user.account.lower()
     nonce = await nonce_for(api, account)
-    login = signed_login(account=account, owner=user.owner, key=user.owner_private_key, nonce=nonce, domain="app.example.com")
+    login = signed_login(
+        account=account, owner=user.owner, key=user.owner_private_key, nonce=nonce, domain="app.example.com"
+    )
     resp = await api.post("/login", json=login.body, headers={"Origin": "https://app.example.com"})
     assert resp.status_code == 200, resp.text
 
@@ -160,14 +162,18 @@ async def test_unknown_nonce_refused(api: AsyncTestClient[Any], user: Any) -> No
 
 async def test_domain_not_in_allowed_list(api: AsyncTestClient[Any], user: Any) -> None:
     nonce = await nonce_for(api, user.account)
-    login = signed_login(account=user.account, owner=user.owner, key=user.owner_private_key, nonce=nonce, domain="evil.com")
+    login = signed_login(
+        account=user.account, owner=user.owner, key=user.owner_private_key, nonce=nonce, domain="evil.com"
+    )
     resp = await api.post("/login", json=login.body, headers={"Origin": "https://evil.com"})
     assert_error(resp, 401, ErrorCode.DOMAIN_NOT_ALLOWED)
 
 
 async def test_message_signed_for_other_domain(api: AsyncTestClient[Any], user: Any) -> None:
     nonce = await nonce_for(api, user.account)
-    login = signed_login(account=user.account, owner=user.owner, key=user.owner_private_key, nonce=nonce, domain="evil.com")
+    login = signed_login(
+        account=user.account, owner=user.owner, key=user.owner_private_key, nonce=nonce, domain="evil.com"
+    )
     assert_error(await api.post("/login", json=login.body, headers=ORIGIN), 401, ErrorCode.INVALID_SIGNATURE)
 
 
@@ -195,7 +201,9 @@ async def test_wrong_uri_refused(api: AsyncTestClient[Any], user: Any, uri: str)
 
 async def test_doubled_slash_from_bot_base_url(api: AsyncTestClient[Any], user: Any) -> None:
     nonce = await nonce_for(api, user.account)
-    login = signed_login(account=user.account, owner=user.owner, key=user.owner_private_key, nonce=nonce, uri=f"{BASE}//login")
+    login = signed_login(
+        account=user.account, owner=user.owner, key=user.owner_private_key, nonce=nonce, uri=f"{BASE}//login"
+    )
     resp = await api.post(f"{BASE}//login", json=login.body, headers=ORIGIN)
     assert resp.status_code == 200, resp.text
 

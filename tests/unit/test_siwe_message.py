@@ -72,7 +72,14 @@ def test_message_matches_siwe_library() -> None:
 
 @pytest.mark.parametrize(
     ("nonce", "ok"),
-    [("abcdefgh", True), ("ABC123xyz789", True), ("abc-defgh", False), ("short", False), ("a" * 65, False), ("", False)],
+    [
+        ("abcdefgh", True),
+        ("ABC123xyz789", True),
+        ("abc-defgh", False),
+        ("short", False),
+        ("a" * 65, False),
+        ("", False),
+    ],
 )
 def test_nonce_format(nonce: str, ok: bool) -> None:
     assert is_valid_nonce(nonce) is ok

@@ -14,11 +14,13 @@ install: .venv/.installed node_modules/.installed ## Create .venv with the packa
 .venv/.installed: pyproject.toml
 	test -d .venv || python3 -m venv .venv
 	$(PIP) install -q -U pip
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,embedded]'
 	touch $@
 
+# npm install (not npm ci): npm 11 leaves other platforms' optional anvil binaries out of the
+# lock, which npm ci then refuses; npm install still installs the locked versions.
 node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 .PHONY: test
@@ -51,6 +53,10 @@ contracts-check: ## Check the committed artifacts match the Solidity sources
 .PHONY: migrate
 migrate: ## Create/upgrade the database named by DATABASE_URL
 	$(PY) -m solver migrate
+
+.PHONY: dev
+dev: install ## Run the whole system on embedded defaults (solver dev)
+	.venv/bin/solver dev
 
 .PHONY: api
 api: ## Run the API (settings from env and config/local.toml)

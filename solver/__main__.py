@@ -1,4 +1,4 @@
-"""CLI: `solver api | migrate` (more processes arrive with their issues)."""
+"""CLI: `solver api | migrate | dev` (worker, engine and oracle arrive with their issues)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def _cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from solver.core.logging import configure_logging
+    from solver.devnet.stack import DevOptions, run_dev
+
+    configure_logging("INFO", json_output=False)
+    return run_dev(DevOptions(data_dir=Path(args.data_dir), api_port=args.port, anvil_port=args.anvil_port))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="solver", description="Symmio solver (PartyB)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=_cmd_api)
     mig = sub.add_parser("migrate", help="create the database if needed and upgrade it to the latest migration")
     mig.set_defaults(func=_cmd_migrate)
+    dev = sub.add_parser("dev", help="everything on embedded defaults: anvil + contracts, database, API")
+    dev.add_argument("--port", type=int, default=8000, help="API port")
+    dev.add_argument("--anvil-port", type=int, default=8545)
+    dev.add_argument("--data-dir", default=".data", help="embedded PostgreSQL/Redis data and devnet.json")
+    dev.set_defaults(func=_cmd_dev)
     return parser
 
 

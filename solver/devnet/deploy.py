@@ -126,7 +126,7 @@ class DeployError(RuntimeError):
     pass
 
 
-class _Sender:
+class Sender:
     """Signs with one key and keeps its own nonce counter; waits for each receipt."""
 
     def __init__(self, w3: Web3, private_key: str, chain_id: int) -> None:
@@ -190,8 +190,8 @@ def deploy(
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     chain_id = w3.eth.chain_id
     oracle = oracle or OracleSigner.from_seed(DEV_ORACLE_SEED)
-    admin = _Sender(w3, admin_private_key or anvil_key(ADMIN_INDEX), chain_id)
-    solver = _Sender(w3, solver_private_key or anvil_key(SOLVER_INDEX), chain_id)
+    admin = Sender(w3, admin_private_key or anvil_key(ADMIN_INDEX), chain_id)
+    solver = Sender(w3, solver_private_key or anvil_key(SOLVER_INDEX), chain_id)
     deploy_block = w3.eth.block_number + 1
 
     # Contracts (admin nonces 0..3 on a fresh chain, so the addresses are stable).
@@ -233,7 +233,7 @@ def deploy(
     demos = []
     for i in range(n_demo_accounts):
         key = anvil_key(FIRST_DEMO_INDEX + i)
-        owner = _Sender(w3, key, chain_id)
+        owner = Sender(w3, key, chain_id)
         if w3.eth.get_balance(owner.address) == 0:  # beyond anvil's pre-funded accounts
             admin.send_eth(owner.address, 10 * WAD)
         name = f"demo-{i + 1}"

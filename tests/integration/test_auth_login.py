@@ -301,3 +301,77 @@ async def test_bad_tokens_refused(api: AsyncTestClient[Any], user: Any, header: 
     resp = await api.post(f"/auth/verify?party_a_address={user.account}", headers={"Authorization": header})
     assert resp.status_code == 200
     assert resp.json()["successful"] is False
+
+
+@pytest.fixture(scope="module")
+def contract_wallet(devnet: Any) -> Any:
+    """A SmartWallet1271 (EIP-1271) owning a fresh MultiAccount sub-account."""
+    from web3 import Web3
+
+    from solver.devnet.artifacts import load_artifact
+    from solver.devnet.deploy import Sender, anvil_key
+
+    w3 = Web3(Web3.HTTPProvider(devnet.rpc_url))
+    signer_key = anvil_key(8)
+    signer = Account.from_key(signer_key)
+    sender = Sender(w3, signer_key, devnet.chain_id)
+    wallet = sender.deploy(load_artifact("SmartWallet1271"), signer.address)
+    multi = w3.eth.contract(address=devnet.multi_account, abi=load_artifact("MultiAccount").abi)
+    data = multi.encode_abi("addAccount", args=["erc1271"])
+    receipt = sender.send(wallet.functions.execute(devnet.multi_account, data), "addAccount via wallet")
+    account = multi.events.AddAccount().process_receipt(receipt)[0]["args"]["account"]
+
+    @dataclass
+    class Wallet:
+        address: str
+        account: str
+        signer_key: str
+
+    return Wallet(address=wallet.address, account=account, signer_key=signer_key)
+
+
+def erc1271_login(wallet: Any, nonce: str) -> dict[str, Any]:
+    from eth_account.messages import _hash_eip191_message
+
+    now = datetime.now(UTC)
+    issued, expires = iso(now), iso(now + timedelta(hours=1))
+    text = build_message(
+        SiweFields(
+            domain="localhost",
+            owner=wallet.address,
+            account_address=wallet.account,
+            uri=f"{BASE}/login",
+            chain_id=31337,
+            nonce=nonce,
+            issued_at=issued,
+            expiration_time=expires,
+        )
+    )
+    digest = _hash_eip191_message(encode_defunct(text=text))
+    sig = Account.unsafe_sign_hash(digest, wallet.signer_key).signature.hex()
+    return {
+        "account_address": wallet.account,
+        "nonce": nonce,
+        "issued_at": issued,
+        "expiration_time": expires,
+        "signature": "0x" + sig.removeprefix("0x"),
+        "sign_type": "ERC4337",
+    }
+
+
+async def test_erc1271_contract_owner_login(api: AsyncTestClient[Any], contract_wallet: Any) -> None:
+    body = erc1271_login(contract_wallet, await nonce_for(api, contract_wallet.account))
+    resp = await api.post("/login", json=body, headers=ORIGIN)
+    assert resp.status_code == 200, resp.text
+
+
+async def test_erc1271_wrong_signer_refused(api: AsyncTestClient[Any], contract_wallet: Any, user: Any) -> None:
+    wrong = type(contract_wallet)(contract_wallet.address, contract_wallet.account, user.owner_private_key)
+    body = erc1271_login(wrong, await nonce_for(api, contract_wallet.account))
+    assert_error(await api.post("/login", json=body, headers=ORIGIN), 401, ErrorCode.INVALID_SIGNATURE)
+
+
+async def test_erc1271_needs_sign_type(api: AsyncTestClient[Any], contract_wallet: Any) -> None:
+    body = erc1271_login(contract_wallet, await nonce_for(api, contract_wallet.account))
+    del body["sign_type"]  # an EOA check against a contract owner must fail
+    assert_error(await api.post("/login", json=body, headers=ORIGIN), 401, ErrorCode.INVALID_SIGNATURE)

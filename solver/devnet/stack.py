@@ -1,0 +1,104 @@
+"""`solver dev`: the system on embedded defaults, in one command.
+
+anvil (npm) with the project's contracts deployed and demo accounts funded and delegated, a
+database and Redis (the ones in DATABASE_URL / REDIS_URL, else embedded engines in the data
+directory), migrations, and the API. Prints the URLs and a ready demo account.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from solver.devnet.anvil import start_anvil
+from solver.devnet.deploy import DevnetInfo, deploy
+from solver.devnet.embedded import start_embedded
+from solver.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    data_dir: Path
+    api_port: int = 8000
+    anvil_port: int = 8545
+    block_time: float | None = None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _dev_settings(base: Settings, info: DevnetInfo, database_url: str, redis_url: str, api_port: int) -> Settings:
+    return load_settings(
+        env="dev",
+        database_url=database_url,
+        redis_url=redis_url,
+        chain={
+            **base.chain.model_dump(),
+            "chain_id": info.chain_id,
+            "rpc_urls": [info.rpc_url],
+            "multi_account_address": info.multi_account,
+            "symmio_address": info.symmio,
+            "collateral_address": info.collateral,
+            "solver_address": info.solver,
+            "start_block": info.deploy_block,
+        },
+        auth={**base.auth.model_dump(), "public_base_url": f"http://localhost:{api_port}"},
+        api={**base.api.model_dump(), "port": api_port},
+    )
+
+
+def banner(settings: Settings, info: DevnetInfo) -> str:
+    demo = info.demo_accounts[0]
+    base = f"http://localhost:{settings.api.port}"
+    return "\n".join(
+        [
+            "",
+            "Symmio solver (dev) is up",
+            f"  API            {base}",
+            f"  API docs       {base}/docs",
+            f"  chain (anvil)  {info.rpc_url}  chain id {info.chain_id}",
+            f"  MultiAccount   {info.multi_account}",
+            f"  Symmio         {info.symmio}",
+            f"  solver/PartyB  {info.solver}",
+            "  demo trader (sub-account funded with collateral and delegated to the solver):",
+            f"    owner        {demo.owner}",
+            f"    owner key    {demo.owner_private_key}   (anvil dev key: never use on a real chain)",
+            f"    sub-account  {demo.account}",
+            "",
+        ]
+    )
+
+
+def run_dev(options: DevOptions) -> int:
+    import uvicorn
+
+    from solver.app import create_app
+    from solver.db.migrate import upgrade
+
+    base = load_settings()
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        port = options.anvil_port if _port_free(options.anvil_port) else None
+        anvil = start_anvil(port, block_time=options.block_time)
+        stack.callback(anvil.stop)
+        info = deploy(anvil.url, base.symbols)
+        (options.data_dir / "devnet.json").write_text(info.to_json())
+
+        database_url = os.environ.get("DATABASE_URL")
+        redis_url = os.environ.get("REDIS_URL")
+        if not database_url or not redis_url:
+            embedded = start_embedded(options.data_dir)
+            stack.callback(embedded.stop)
+            database_url = database_url or embedded.database_url
+            redis_url = redis_url or embedded.redis_url
+        upgrade(database_url)
+
+        settings = _dev_settings(base, info, database_url, redis_url, options.api_port)
+        print(banner(settings, info), flush=True)
+        uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None)
+    return 0

@@ -170,7 +170,7 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         "market": meta.provide(svc.market),
         "readiness": meta.provide(svc.readiness),
         "token_auth": meta.provide(svc.token_auth),
-        "principal": Provide(provide_principal, sync_to_thread=False),
+        "principal": Provide(provide_principal),
     }
     return SolverApp(
         route_handlers=route_handlers,

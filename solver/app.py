@@ -158,6 +158,7 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
             if services is None:
                 await svc.redis.aclose()
                 await svc.engine.dispose()
+                await svc.chain.close()
 
     handlers = _route_handlers()
     route_handlers: list[Any] = list(handlers)

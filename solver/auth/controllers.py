@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.params import Parameter
@@ -42,7 +42,7 @@ async def login(data: LoginBody, request: Request[Any, Any, Any], auth: AuthServ
 async def verify(
     request: Request[Any, Any, Any],
     token_auth: TokenAuth,
-    party_a_address: str | None = Parameter(default=None, query="party_a_address", max_length=64),
+    party_a_address: Annotated[str | None, Parameter(query="party_a_address", max_length=64)] = None,
 ) -> VerifyOut:
     try:
         principal = token_auth.principal_from_header(request.headers.get("authorization"))

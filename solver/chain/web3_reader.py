@@ -28,6 +28,10 @@ class Web3ChainReader:
         provider = AsyncHTTPProvider(chain.rpc_urls[0], request_kwargs={"timeout": timeout_s})
         return cls(AsyncWeb3(provider), multi_account=chain.multi_account_address, symmio=chain.symmio_address)
 
+    async def close(self) -> None:
+        """Close the provider's HTTP session (web3 keeps one per event loop)."""
+        await self._w3.provider.disconnect()
+
     async def chain_id(self) -> int:
         return int(await self._w3.eth.chain_id)
 

@@ -104,6 +104,9 @@ class FakeChain:
         self.positions: dict[str, list[OnChainQuote]] = {}
         self.fail = False
 
+    async def close(self) -> None:
+        return None
+
     async def chain_id(self) -> int:
         return 31337
 

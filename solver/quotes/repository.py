@@ -74,6 +74,39 @@ def _constraint(exc: IntegrityError) -> str | None:
 # --- temp ids -------------------------------------------------------------------------------
 
 
+async def _insert_audited(
+    session: AsyncSession,
+    row: InstantOpen | InstantClose,
+    *,
+    entity: str,
+    errors: dict[str, Callable[[], SolverError]],
+    actor: audit.Actor,
+    now: datetime,
+    data: dict[str, Any],
+) -> None:
+    """Insert inside a SAVEPOINT (a unique violation leaves the caller's transaction usable),
+    map known constraint names to domain errors, and write the audit row in the same transaction."""
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError as exc:
+        make = errors.get(_constraint(exc) or "")
+        if make is not None:
+            raise make() from exc
+        raise
+    await audit.record(
+        session,
+        entity=entity,
+        entity_id=str(row.id),
+        from_status=None,
+        to_status=row.status,
+        actor=actor,
+        data=data,
+        at=now,
+    )
+
+
 async def min_temp_quote_id(session: AsyncSession) -> int | None:
     """Smallest temp id stored anywhere (each lookup is an index scan), or None if none."""
     candidates = [
@@ -145,26 +178,19 @@ async def insert_instant_open(
         create_time=now,
         modify_time=now,
     )
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
-        name = _constraint(exc)
-        if name == "uq_instant_open_temp_quote_id":
-            raise DuplicateTempQuoteId(temp_quote_id) from exc
-        if name == "uq_instant_open_account_idempotency_key" and idempotency_key is not None:
-            raise DuplicateIdempotencyKey(account, idempotency_key) from exc
-        raise
-    await audit.record(
+    errors: dict[str, Callable[[], SolverError]] = {
+        "uq_instant_open_temp_quote_id": lambda: DuplicateTempQuoteId(temp_quote_id),
+    }
+    if idempotency_key is not None:
+        errors["uq_instant_open_account_idempotency_key"] = lambda: DuplicateIdempotencyKey(account, idempotency_key)
+    await _insert_audited(
         session,
+        row,
         entity="instant_open",
-        entity_id=str(row.id),
-        from_status=None,
-        to_status=InstantOpenStatus.PENDING,
+        errors=errors,
         actor=actor,
+        now=now,
         data={"temp_quote_id": temp_quote_id, "account": row.account},
-        at=now,
     )
     return row
 
@@ -242,26 +268,19 @@ async def insert_instant_close(
         create_time=now,
         modify_time=now,
     )
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError as exc:
-        name = _constraint(exc)
-        if name == "uq_instant_close_active_quote_id":
-            raise CloseAlreadyPending(quote_id) from exc
-        if name == "uq_instant_close_account_idempotency_key" and idempotency_key is not None:
-            raise DuplicateIdempotencyKey(account, idempotency_key) from exc
-        raise
-    await audit.record(
+    errors: dict[str, Callable[[], SolverError]] = {
+        "uq_instant_close_active_quote_id": lambda: CloseAlreadyPending(quote_id),
+    }
+    if idempotency_key is not None:
+        errors["uq_instant_close_account_idempotency_key"] = lambda: DuplicateIdempotencyKey(account, idempotency_key)
+    await _insert_audited(
         session,
+        row,
         entity="instant_close",
-        entity_id=str(row.id),
-        from_status=None,
-        to_status=InstantCloseStatus.PENDING,
+        errors=errors,
         actor=actor,
+        now=now,
         data={"quote_id": quote_id, "account": row.account},
-        at=now,
     )
     return row
 

@@ -34,6 +34,7 @@ from solver.db.models import (
     metadata,
 )
 from solver.db.types import checksum_address
+from solver.quotes.fsm import CLOSE_TRANSITIONS, OPEN_TRANSITIONS, check_transition
 
 # Columns a transition may set besides status/version/modify_time. Identity and request
 # fields never change after insert.
@@ -225,6 +226,7 @@ async def transition_instant_open(
 ) -> bool:
     """Move instant open `id` from `expected` to `new`; False if another writer got there first
     (or the row does not exist). `fields` may set quote_id, error_code, error_message."""
+    check_transition(OPEN_TRANSITIONS, expected, new)
     return await _transition(
         session,
         entity="instant_open",
@@ -297,6 +299,7 @@ async def transition_instant_close(
     **fields: Any,
 ) -> bool:
     """Compare-and-set for closes; `fields` may set close_id, error_code, error_message."""
+    check_transition(CLOSE_TRANSITIONS, expected, new)
     return await _transition(
         session,
         entity="instant_close",

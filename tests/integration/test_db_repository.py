@@ -25,6 +25,7 @@ from solver.db.models import (
     StateType,
 )
 from solver.quotes import repository as repo
+from solver.quotes.fsm import IllegalTransition
 from tests.fixtures.db import TEST_ACCOUNT, instant_open_fields, next_temp_quote_id
 
 pytestmark = pytest.mark.integration
@@ -169,11 +170,22 @@ async def test_transition_refuses_identity_fields(db_session: AsyncSession) -> N
 
 async def test_opened_requires_quote_id(db_session: AsyncSession) -> None:
     row = await repo.insert_instant_open(db_session, **instant_open_fields())
-    with pytest.raises(IntegrityError):
+    await repo.transition_instant_open(
+        db_session, row.id or 0, InstantOpenStatus.PENDING, InstantOpenStatus.SENT, now=NOW, actor="worker"
+    )
+    with pytest.raises(IntegrityError):  # the database CHECK, not only the transition table
         async with db_session.begin_nested():
             await repo.transition_instant_open(
-                db_session, row.id or 0, InstantOpenStatus.PENDING, InstantOpenStatus.OPENED, now=NOW, actor="worker"
+                db_session, row.id or 0, InstantOpenStatus.SENT, InstantOpenStatus.OPENED, now=NOW, actor="worker"
             )
+
+
+async def test_illegal_transition_is_refused_before_the_database(db_session: AsyncSession) -> None:
+    row = await repo.insert_instant_open(db_session, **instant_open_fields())
+    with pytest.raises(IllegalTransition):
+        await repo.transition_instant_open(
+            db_session, row.id or 0, InstantOpenStatus.PENDING, InstantOpenStatus.OPENED, now=NOW, actor="worker"
+        )
 
 
 async def test_concurrent_transitions_have_one_winner(db_factory: SessionFactory) -> None:

@@ -48,6 +48,20 @@ class ErrorCode(Enum):
     QUOTE_VALUE_TOO_LOW = (1208, 400, "The locked margin (cva + lf + partyAmm) is below the minimum quote value.")
     UNKNOWN_MULTI_ACCOUNT = (1209, 404, "This solver does not serve that MultiAccount contract.")
 
+    # pre-trade gate 1300-1399 (trading-rules.md §2)
+    DEADLINE_PASSED = (1300, 400, "The deadline has already passed.")
+    PRICE_OUT_OF_RANGE = (1301, 400, "The requested price is too far from the current mark price.")
+    QUANTITY_PRECISION = (1302, 400, "The quantity has more decimals than this market allows.")
+    INSUFFICIENT_BALANCE = (1303, 400, "Your available balance does not cover this position.")
+    NOT_DELEGATED = (1304, 403, "Your account has not delegated this action to the solver.")
+    TOO_MANY_PENDING = (1305, 429, "You have too many instant requests in flight. Wait for them to settle.")
+    SYMBOL_CAP_REACHED = (1306, 400, "The open interest cap of this market is reached.")
+    TOTAL_CAP_REACHED = (1307, 400, "The solver's total open interest cap is reached.")
+    POSITION_TOO_LARGE = (1308, 400, "The position is larger than this market allows.")
+    REDUCE_ONLY = (1309, 403, "Your account is flagged for liquidation: only closing is allowed.")
+    TOO_MANY_POSITIONS = (1310, 400, "You have reached the maximum number of open positions.")
+    INVALID_ORDER = (1311, 400, "The position type or order type is not valid.")
+
     @property
     def code(self) -> int:
         return self.value[0]

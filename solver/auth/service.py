@@ -55,7 +55,7 @@ class AuthService:
         self._clock = clock
 
     async def new_nonce(self, account: str) -> str:
-        return await self._nonces.issue(_checksum(account))
+        return await self._nonces.issue(_checksum(account, field="account"))
 
     async def login(self, req: LoginRequest) -> str:
         account = _checksum(req.account_address)
@@ -126,9 +126,9 @@ class AuthService:
         return bool(signer.lower() == owner.lower())
 
 
-def _checksum(address: str) -> str:
+def _checksum(address: str, *, field: str = "account_address") -> str:
     if not isinstance(address, str) or not is_address(address.lower()):
-        raise SolverError(ErrorCode.VALIDATION, "account_address must be a 0x-prefixed 20-byte address.")
+        raise SolverError(ErrorCode.VALIDATION, f"{field} must be a 0x-prefixed 20-byte address.")
     return str(to_checksum_address(address.lower()))
 
 

@@ -40,7 +40,7 @@ class ErrorCode(Enum):
     UNKNOWN_SYMBOL = (1200, 404, "Unknown symbol.")
     INVALID_LEVERAGE = (1201, 400, "The leverage is not allowed for this symbol.")
     SYMBOL_NOT_TRADABLE = (1202, 400, "This symbol is not open for trading.")
-    PRICE_UNAVAILABLE = (1203, 503, "No fresh price is available for this symbol right now.")
+    PRICE_UNAVAILABLE = (1203, 503, "No price is available for this symbol right now.")
     PRICE_STALE = (1204, 503, "The latest price for this symbol is too old to trade on. Please retry shortly.")
     LOCKED_VALUES_TOO_LOW = (1205, 400, "The cva and lf sent are below what this market requires for this size.")
     LEVERAGE_TOO_HIGH = (1206, 400, "The leverage (notional / locked margin) is above this market's maximum.")

@@ -28,7 +28,8 @@ class EmbeddedServices:
     def stop(self) -> None:
         with contextlib.suppress(Exception):  # already gone
             self._redis.shutdown()
-        # pgserver stops its postmaster on interpreter exit (cleanup_mode="stop").
+        with contextlib.suppress(Exception):
+            self._pg.stop()
 
 
 def start_embedded(data_dir: Path) -> EmbeddedServices:

@@ -8,6 +8,7 @@ directory), migrations, and the API. Prints the URLs and a ready demo account.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -52,15 +53,15 @@ def _dev_settings(base: Settings, info: DevnetInfo, database_url: str, redis_url
     )
 
 
-def banner(settings: Settings, info: DevnetInfo) -> str:
+def banner(settings: Settings, info: DevnetInfo, data_dir: Path) -> str:
     demo = info.demo_accounts[0]
     base = f"http://localhost:{settings.api.port}"
-    return "\n".join(
+    lines = "\n".join(
         [
             "",
             "Symmio solver (dev) is up",
             f"  API            {base}",
-            f"  API docs       {base}/docs",
+            f"  API docs       {base}/docs  (Swagger UI: {base}/docs/swagger)",
             f"  chain (anvil)  {info.rpc_url}  chain id {info.chain_id}",
             f"  MultiAccount   {info.multi_account}",
             f"  Symmio         {info.symmio}",
@@ -69,9 +70,15 @@ def banner(settings: Settings, info: DevnetInfo) -> str:
             f"    owner        {demo.owner}",
             f"    owner key    {demo.owner_private_key}   (anvil dev key: never use on a real chain)",
             f"    sub-account  {demo.account}",
+            f"  {len(info.demo_accounts)} demo accounts, addresses and dev keys: {{data_dir}}/devnet.json",
             "",
         ]
     )
+    return lines.replace("{data_dir}", str(data_dir))
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_dev(options: DevOptions) -> int:
@@ -99,6 +106,9 @@ def run_dev(options: DevOptions) -> int:
         upgrade(database_url)
 
         settings = _dev_settings(base, info, database_url, redis_url, options.api_port)
-        print(banner(settings, info), flush=True)
+        print(banner(settings, info, options.data_dir), flush=True)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
+        # ExitStack still stops anvil and the embedded engines.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
         uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None)
     return 0

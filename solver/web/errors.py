@@ -76,6 +76,9 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, (UnicodeDecodeError, RecursionError)):
+        # Raised by the JSON decoder on bodies with invalid UTF-8 or absurd nesting: bad input.
+        return error_response(ErrorCode.VALIDATION, "The request body is not valid JSON.", [type(exc).__name__])
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     resp = error_response(ErrorCode.INTERNAL)
     resp.status_code = HTTP_500_INTERNAL_SERVER_ERROR

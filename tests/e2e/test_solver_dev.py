@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,13 +66,20 @@ def dev_stack(tmp_path: Path) -> tuple[str, dict[str, object]]:
             pytest.fail("solver dev did not become ready in 120 s")
         info = json.loads((tmp_path / "data" / "devnet.json").read_text())
         yield base, info
+        # SIGTERM to the main process alone (as a supervisor sends it): it must stop what it started.
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert not _answers(anvil_port), "anvil still running after solver dev stopped"
+        assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL still running"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_dev_stack_serves_login_and_balances(dev_stack: tuple[str, dict[str, object]]) -> None:

@@ -36,6 +36,13 @@ async def test_malformed_json_is_400(api: AsyncTestClient[Any]) -> None:
     assert set(resp.json()) == ERROR_KEYS
 
 
+@pytest.mark.parametrize("body", [b'{"account_address":"\xff"}', b'{"a":' * 5000])
+async def test_undecodable_json_is_400_not_500(api: AsyncTestClient[Any], body: bytes) -> None:
+    resp = await api.post("/login", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error_code"] == ErrorCode.VALIDATION.code
+
+
 async def test_oversize_body_is_413(api: AsyncTestClient[Any]) -> None:
     resp = await api.post(
         "/login", content=b'{"a":"' + b"x" * 200_000 + b'"}', headers={"Content-Type": "application/json"}

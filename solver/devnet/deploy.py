@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +33,7 @@ from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from solver.core.units import WAD, to_wei
 from solver.devnet.artifacts import Artifact, load_artifact
+from solver.market.locked_params import max_leverage as market_max_leverage
 from solver.oracle.signer import OracleSigner
 from solver.settings import SymbolConfig
 
@@ -67,11 +68,9 @@ def anvil_key(index: int, mnemonic: str = ANVIL_MNEMONIC) -> str:
 
 
 def max_leverage(symbol: SymbolConfig) -> int:
-    """floor(0.6 / maintenance ratio), capped by the symbol's max_leverage_cap (trading-rules.md §1)."""
-    lev = int((Decimal("0.6") / symbol.maintenance_ratio).to_integral_value(rounding=ROUND_FLOOR))
-    if symbol.max_leverage_cap is not None:
-        lev = min(lev, symbol.max_leverage_cap)
-    return max(lev, 1)
+    """The market's max leverage (trading-rules.md §1, one definition in solver.market), at least 1
+    because the contract needs a positive maxLeverage even for a market that allows none."""
+    return max(market_max_leverage(symbol), 1)
 
 
 @dataclass(frozen=True)

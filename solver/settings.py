@@ -70,6 +70,10 @@ class ChainSettings(BaseModel):
     symmio_address: str = ZERO_ADDRESS
     collateral_address: str = ZERO_ADDRESS
     solver_address: str = ZERO_ADDRESS  # PartyB
+    # Every PartyB address the worker signs for, one lane each (default: [solver_address]). An
+    # account always maps to the same lane (solver.quotes.outbox.lane_for), so users delegate to
+    # each of them and each is a registered PartyB with collateral.
+    party_b_addresses: list[str] = Field(default_factory=list)
     confirmations: int = Field(default=1, ge=0)
     start_block: int = Field(default=0, ge=0)
     owner_cache_ttl_s: int = Field(default=300, ge=0)
@@ -87,13 +91,27 @@ class ChainSettings(BaseModel):
     @field_validator("multi_account_address", "symmio_address", "collateral_address", "solver_address")
     @classmethod
     def _address(cls, v: str) -> str:
-        if not (v.startswith("0x") and len(v) == 42):
-            raise ValueError(f"not an address: {v!r}")
-        try:
-            int(v, 16)
-        except ValueError as exc:
-            raise ValueError(f"not an address: {v!r}") from exc
-        return v
+        return _check_address(v)
+
+    @field_validator("party_b_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        return [_check_address(a) for a in v]
+
+    @property
+    def lanes(self) -> list[str]:
+        """PartyB / signer address of each lane, lane index = list index."""
+        return list(self.party_b_addresses) or [self.solver_address]
+
+
+def _check_address(v: str) -> str:
+    if not (v.startswith("0x") and len(v) == 42):
+        raise ValueError(f"not an address: {v!r}")
+    try:
+        int(v, 16)
+    except ValueError as exc:
+        raise ValueError(f"not an address: {v!r}") from exc
+    return v
 
 
 class AuthSettings(BaseModel):
@@ -121,10 +139,32 @@ class RiskSettings(BaseModel):
     close_slippage: Decimal = Field(default=Decimal("0.01"), gt=0, lt=1)
 
 
+class WorkerSettings(BaseModel):
+    """The chain worker. Keys are secrets: give them by env (SOLVER_WORKER__SIGNER_PRIVATE_KEYS
+    as a JSON list), in the order of chain.lanes."""
+
+    signer_private_keys: list[SecretStr] = Field(default_factory=list)
+    poll_interval_s: float = Field(default=0.1, gt=0, le=10)
+    stuck_after_s: float = Field(default=20, gt=0)  # no receipt this long: replace with a fee bump
+    rebroadcast_after_s: float = Field(default=5, gt=0)  # re-send the same signed tx this often
+    fee_bump_percent: int = Field(default=15, ge=13, le=200)  # nodes need >= 12.5 % to replace
+    max_fee_per_gas_gwei: Decimal = Field(default=Decimal(500), gt=0)  # never pay more than this
+    gas_multiplier: Decimal = Field(default=Decimal("1.5"), ge=1, le=5)
+    max_batch: int = Field(default=10, ge=1, le=255)  # opens of one account per _call
+    max_in_flight: int = Field(default=64, ge=1, le=1024)  # unconfirmed txs per lane
+    open_deadline_s: int = Field(default=300, ge=10)  # default deadline of closes the solver sends
+    solver_topup: Decimal = Field(default=Decimal(0), ge=0)  # extra allocateForPartyB beyond the need
+
+
 class OracleSettings(BaseModel):
     muon_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8546"])
     muon_app_id: int = 0
     app_name: str = "symmio"
+    # Keys of the local oracle (`solver oracle`), hex; it refuses to start without them.
+    schnorr_secret: SecretStr | None = None
+    gateway_private_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8546, ge=1, le=65535)
 
 
 class ApiSettings(BaseModel):
@@ -165,6 +205,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
     oracle: OracleSettings = Field(default_factory=OracleSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     symbols: list[SymbolConfig] = Field(default_factory=list)
 

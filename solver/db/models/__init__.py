@@ -14,22 +14,43 @@ from solver.db.models.instant_close import (
     InstantCloseStatus,
 )
 from solver.db.models.instant_open import INSTANT_OPEN_TERMINAL, InstantOpen, InstantOpenStatus
-from solver.db.models.notification import ActionStatus, Notification, StateType
+from solver.db.models.notification import ActionStatus, Notification, StateType, new_notification_id
+from solver.db.models.outbox import (
+    INTENT_OPEN,
+    ChainTx,
+    FollowerBlock,
+    FollowerCursor,
+    IntentKind,
+    IntentStatus,
+    TxAttempt,
+    TxIntent,
+    TxStatus,
+)
 from solver.db.models.quote import Quote
 
 __all__ = [
     "INSTANT_CLOSE_ACTIVE",
     "INSTANT_CLOSE_TERMINAL",
     "INSTANT_OPEN_TERMINAL",
+    "INTENT_OPEN",
     "NAMING_CONVENTION",
     "ActionStatus",
     "AuditLog",
+    "ChainTx",
+    "FollowerBlock",
+    "FollowerCursor",
     "InstantClose",
     "InstantCloseStatus",
     "InstantOpen",
     "InstantOpenStatus",
+    "IntentKind",
+    "IntentStatus",
     "Notification",
     "Quote",
     "StateType",
+    "TxAttempt",
+    "TxIntent",
+    "TxStatus",
     "metadata",
+    "new_notification_id",
 ]

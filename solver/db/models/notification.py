@@ -60,6 +60,9 @@ class Notification(SQLModel, table=True):
     failure_message: str | None = Field(default=None, sa_type=Text())
     error_code: int | None = None
     order_type: int = Field(sa_type=SmallInteger())
+    # What produced it ("{tx_hash}:{log_index}" for a chain event, "{entity}:{id}:{step}" for the
+    # solver's own steps), unique: a replayed event or a retried step never notifies twice.
+    event_key: str | None = Field(default=None, sa_type=String(160), unique=True)
     version: int = version_field()
     create_time: datetime = created_at()
     modify_time: datetime = modified_at()

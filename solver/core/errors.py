@@ -62,6 +62,44 @@ class ErrorCode(Enum):
     TOO_MANY_POSITIONS = (1310, 400, "You have reached the maximum number of open positions.")
     INVALID_ORDER = (1311, 400, "The position type or order type is not valid.")
 
+    # chain/worker 1400-1499
+    ORACLE_UNAVAILABLE = (1400, 503, "The price oracle could not sign this request right now. Please retry shortly.")
+    ORACLE_REFUSED = (1401, 400, "The price oracle refused to sign this request.")
+
+    # outcomes of requests the worker ran on chain (shown on failed instant opens and closes)
+    TX_REVERTED = (1410, 400, "The blockchain rejected this request.")
+    PRICE_MOVED = (1411, 400, "The market moved past your price before the solver could fill it.")
+    REQUEST_EXPIRED = (1412, 400, "The request's deadline passed before it could be completed.")
+    SOLVER_BALANCE_LOW = (1413, 503, "The solver cannot take this position right now. Please retry later.")
+    TX_LOST = (1414, 500, "The transaction for this request was lost. The solver team has been alerted.")
+    CANCELLED_BY_SOLVER = (1415, 400, "The solver cancelled this request.")
+
+    # instant trading 1500-1599 (http-api.md §3, §6)
+    INSTANT_NOT_FOUND = (1500, 404, "No instant request with this id exists.")
+    CANCEL_TOO_LATE = (1501, 409, "It is too late to cancel: the request is already being filled on chain.")
+    ALREADY_FAILED = (1502, 409, "This request has already failed: there is nothing to cancel.")
+    QUOTE_NOT_FOUND = (1503, 404, "No position with this quote id exists on chain.")
+    NOT_YOUR_QUOTE = (1504, 403, "This position or request belongs to another account.")
+    QUOTE_NOT_WITH_SOLVER = (1505, 400, "This position is not held with this solver.")
+    QUOTE_NOT_OPEN = (1506, 400, "The position is not open, so it cannot be closed now.")
+    CLOSE_QUANTITY_INVALID = (
+        1507,
+        400,
+        "The quantity to close must be more than zero, at most the open quantity, and use the market's decimals.",
+    )
+    REMAINDER_TOO_SMALL = (
+        1508,
+        400,
+        "What would stay open after this close is below the market's minimum position value: "
+        "close all of it, or less of it.",
+    )
+    CLOSE_NOT_FOUND = (1509, 404, "There is no close request in progress for this position.")
+    CLOSE_ALREADY_PENDING = (1510, 409, "A close request for this position is already in progress.")
+    IDEMPOTENCY_KEY_REUSED = (1511, 409, "This Idempotency-Key was already used for a different request.")
+    INVALID_IDEMPOTENCY_KEY = (1512, 400, "The Idempotency-Key header must be 1 to 255 visible ASCII characters.")
+    INVALID_PAGE = (1513, 400, "The page start must be 0 or more and the page size from 1 to 100.")
+    CANCEL_RETRY = (1514, 409, "The request is being handed to the chain right now. Please retry the cancel shortly.")
+
     @property
     def code(self) -> int:
         return self.value[0]

@@ -1,0 +1,151 @@
+"""Composition root of the chain worker (`solver worker`): the only holder of signer keys.
+
+Wires one Lane per signer key (each key must be one of chain.lanes, the PartyB addresses), the
+oracle client, and the event follower, then runs them until stopped. On start every lane
+re-seeds its nonce from the chain and its own records and picks its open transactions back up
+(rebroadcast, receipts, settle), which is the same path as normal operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from solver.chain.calls import Calls
+from solver.chain.reader import ChainReader
+from solver.chain.tx.node import TxNode
+from solver.core.clock import Clock, SystemClock
+from solver.core.errors import ConfigError
+from solver.db.engine import create_engine, session_factory
+from solver.oracle.client import OracleClient
+from solver.quotes.lane import Lane
+from solver.quotes.steps import StepContext
+from solver.settings import Settings
+
+log = logging.getLogger("solver.worker")
+
+
+@dataclass
+class Worker:
+    lanes: list[Lane]
+    ctx: StepContext
+    closers: list[object] = field(default_factory=list)
+
+
+def signers_by_lane(settings: Settings, only: Sequence[int] | None = None) -> dict[int, LocalAccount]:
+    """Match each configured key to its lane by address; refuse keys that are no lane's."""
+    lanes = [a.lower() for a in settings.chain.lanes]
+    out: dict[int, LocalAccount] = {}
+    for secret in settings.worker.signer_private_keys:
+        acct: LocalAccount = Account.from_key(secret.get_secret_value())
+        if acct.address.lower() not in lanes:
+            raise ConfigError(f"signer {acct.address} is not one of chain.lanes (party_b_addresses/solver_address)")
+        index = lanes.index(acct.address.lower())
+        if only is None or index in only:
+            out[index] = acct
+    if not out:
+        raise ConfigError("no signer key for any lane: set SOLVER_WORKER__SIGNER_PRIVATE_KEYS='[\"0x...\"]'")
+    return out
+
+
+async def build_worker(
+    settings: Settings,
+    *,
+    oracle: OracleClient | None = None,
+    chain: ChainReader | None = None,
+    clock: Clock | None = None,
+    only_lanes: Sequence[int] | None = None,
+) -> Worker:
+    signers = signers_by_lane(settings, only_lanes)
+    node = TxNode.connect(settings.chain.rpc_urls[0])
+    chain_id = await node.chain_id()
+    if chain_id != settings.chain.chain_id:
+        await node.close()
+        raise ConfigError(f"RPC chain id {chain_id} differs from configured chain_id {settings.chain.chain_id}")
+    closers: list[object] = [node]
+    if chain is None:
+        from solver.chain.web3_reader import Web3ChainReader
+
+        chain = Web3ChainReader.from_settings(settings.chain)
+        closers.append(chain)
+    if oracle is None:
+        from solver.oracle.muon import MuonClient
+
+        oracle = MuonClient(
+            settings.oracle.muon_urls, settings.oracle.app_name, settings.chain.chain_id, settings.chain.symmio_address
+        )
+        closers.append(oracle)
+    engine = create_engine(settings.database_url)
+    ctx = StepContext(
+        settings=settings,
+        calls=Calls(symmio=settings.chain.symmio_address, multi_account=settings.chain.multi_account_address),
+        node=node,
+        chain=chain,
+        oracle=oracle,
+        sessions=session_factory(engine),
+        clock=clock or SystemClock(),
+    )
+    closers.append(engine)
+    lanes = [Lane(index=i, signer=acct, ctx=ctx, chain_id=chain_id) for i, acct in sorted(signers.items())]
+    return Worker(lanes=lanes, ctx=ctx, closers=closers)
+
+
+async def run_worker(worker: Worker, stop: asyncio.Event, *, follow_events: bool = True) -> None:
+    tasks = [asyncio.create_task(lane.run(stop), name=f"lane-{lane.index}") for lane in worker.lanes]
+    if follow_events:
+        tasks.append(asyncio.create_task(_follow(worker, stop), name="follower"))
+    try:
+        await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await close_worker(worker)
+
+
+async def close_worker(worker: Worker) -> None:
+    for c in worker.closers:
+        close = getattr(c, "close", None) or getattr(c, "dispose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                log.debug("close failed", exc_info=True)
+
+
+async def _follow(worker: Worker, stop: asyncio.Event) -> None:
+    from solver.chain.events.source import LogSource
+    from solver.quotes.follower import EventFollower
+
+    ctx = worker.ctx
+    follower = EventFollower(
+        name="symmio",
+        source=LogSource.connect(ctx.settings.chain.rpc_urls[0])
+        if hasattr(LogSource, "connect")
+        else LogSource(ctx.node.w3),  # type: ignore[call-arg]
+        chain=ctx.chain,
+        sessions=ctx.sessions,
+        settings=ctx.settings,
+        clock=ctx.clock,
+    )
+    await follower.run(stop)
+
+
+def main(settings: Settings, *, only_lanes: Sequence[int] | None = None) -> int:
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = await build_worker(settings, only_lanes=only_lanes)
+        log.info("worker started: lanes %s", [(lane.index, lane.address) for lane in worker.lanes])
+        await run_worker(worker, stop)
+
+    asyncio.run(_main())
+    return 0

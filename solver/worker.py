@@ -115,7 +115,7 @@ async def close_worker(worker: Worker) -> None:
         if close is not None:
             try:
                 await close()
-            except Exception:  # noqa: BLE001 - best effort at shutdown
+            except Exception:  # best effort at shutdown
                 log.debug("close failed", exc_info=True)
 
 

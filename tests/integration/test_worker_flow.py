@@ -33,10 +33,9 @@ from solver.devnet.deploy import DevnetInfo
 from solver.quotes import outbox
 from solver.quotes import repository as repo
 from solver.settings import Settings
-
-from ..fixtures.app import settings_for
-from ..fixtures.db import next_temp_quote_id
-from ..fixtures.trading import PriceKeeper, chain_quote, new_account, running_worker
+from tests.fixtures.app import settings_for
+from tests.fixtures.db import next_temp_quote_id
+from tests.fixtures.trading import PriceKeeper, chain_quote, new_account, running_worker
 
 pytestmark = pytest.mark.integration
 

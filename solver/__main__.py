@@ -1,4 +1,4 @@
-"""CLI: `solver api | migrate | dev` (worker, engine and oracle arrive with their issues)."""
+"""CLI: `solver api | worker | oracle | prices | migrate | dev` (the engine arrives with its issue)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,68 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(DevOptions(data_dir=Path(args.data_dir), api_port=args.port, anvil_port=args.anvil_port))
 
 
+def _cmd_oracle(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from solver.core.logging import configure_logging
+    from solver.oracle.server import create_oracle_app
+    from solver.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    app = create_oracle_app(settings)  # ConfigError (exit 2) without the oracle keys
+    uvicorn.run(app, host=args.host or settings.oracle.host, port=args.port or settings.oracle.port, log_config=None)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from solver.core.logging import configure_logging
+    from solver.settings import load_settings
+    from solver.worker import main as worker_main
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    lanes = [int(x) for x in args.lanes.split(",")] if args.lanes else None
+    return worker_main(settings, only_lanes=lanes)
+
+
+def _cmd_prices(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+    from pathlib import Path
+
+    from redis.asyncio import Redis
+
+    from solver.core.logging import configure_logging
+    from solver.pricing.cache import PriceCache
+    from solver.pricing.replay import run_replay
+    from solver.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            await run_replay(
+                PriceCache(redis, settings.redis_prefix),
+                settings.symbols,
+                stop,
+                interval_s=args.interval,
+                seed=args.seed,
+                csv_path=Path(args.csv) if args.csv else None,
+            )
+        finally:
+            await redis.aclose()
+
+    asyncio.run(_main())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="solver", description="Symmio solver (PartyB)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--anvil-port", type=int, default=8545)
     dev.add_argument("--data-dir", default=".data", help="embedded PostgreSQL/Redis data and devnet.json")
     dev.set_defaults(func=_cmd_dev)
+    oracle = sub.add_parser("oracle", help="run the local oracle: Muon-shaped uPnL/price signatures (dev, tests)")
+    oracle.add_argument("--host", default=None)
+    oracle.add_argument("--port", type=int, default=None)
+    oracle.set_defaults(func=_cmd_oracle)
+    worker = sub.add_parser("worker", help="run the chain worker (the only holder of signer keys)")
+    worker.add_argument("--lanes", default=None, help="comma-separated lane indexes to run (default: all keys)")
+    worker.set_defaults(func=_cmd_worker)
+    prices = sub.add_parser("prices", help="replay prices into Redis (random walk or a CSV of ts,symbol,price)")
+    prices.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
+    prices.add_argument("--seed", type=int, default=7)
+    prices.add_argument("--csv", default=None)
+    prices.set_defaults(func=_cmd_prices)
     return parser
 
 

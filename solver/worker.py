@@ -124,16 +124,9 @@ async def _follow(worker: Worker, stop: asyncio.Event) -> None:
     from solver.quotes.follower import EventFollower
 
     ctx = worker.ctx
-    follower = EventFollower(
-        name="symmio",
-        source=LogSource.connect(ctx.settings.chain.rpc_urls[0])
-        if hasattr(LogSource, "connect")
-        else LogSource(ctx.node.w3),  # type: ignore[call-arg]
-        chain=ctx.chain,
-        sessions=ctx.sessions,
-        settings=ctx.settings,
-        clock=ctx.clock,
-    )
+    source = LogSource.connect(ctx.settings.chain.rpc_urls[0])
+    worker.closers.append(source)
+    follower = EventFollower("symmio", source, ctx.chain, ctx.sessions, ctx.settings, clock=ctx.clock)
     await follower.run(stop)
 
 

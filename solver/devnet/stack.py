@@ -2,7 +2,9 @@
 
 anvil (npm) with the project's contracts deployed and demo accounts funded and delegated, a
 database and Redis (the ones in DATABASE_URL / REDIS_URL, else embedded engines in the data
-directory), migrations, and the API. Prints the URLs and a ready demo account.
+directory), migrations, then the local oracle, the replay price feed and the chain worker as
+child processes (the same commands an operator runs, on this process's settings) and the API
+in this process. Prints the URLs and a ready demo account.
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from solver.devnet.anvil import start_anvil
+import httpx
+
+from solver.core.procenv import settings_env
+from solver.devnet.anvil import free_port, start_anvil
 from solver.devnet.deploy import DevnetInfo, deploy
 from solver.devnet.embedded import start_embedded
 from solver.settings import Settings, load_settings
@@ -34,6 +42,7 @@ def _port_free(port: int) -> bool:
 
 
 def _dev_settings(base: Settings, info: DevnetInfo, database_url: str, redis_url: str, api_port: int) -> Settings:
+    oracle_port = 8546 if _port_free(8546) else free_port()
     return load_settings(
         env="dev",
         database_url=database_url,
@@ -50,7 +59,55 @@ def _dev_settings(base: Settings, info: DevnetInfo, database_url: str, redis_url
         },
         auth={**base.auth.model_dump(), "public_base_url": f"http://localhost:{api_port}"},
         api={**base.api.model_dump(), "port": api_port},
+        oracle={
+            **base.oracle.model_dump(),
+            "host": "127.0.0.1",
+            "port": oracle_port,
+            "muon_urls": [f"http://127.0.0.1:{oracle_port}"],
+            "muon_app_id": info.muon_app_id,
+            "schnorr_secret": info.oracle_schnorr_secret,
+            "gateway_private_key": info.oracle_gateway_private_key,
+        },
+        worker={**base.worker.model_dump(), "signer_private_keys": [info.solver_private_key]},
     )
+
+
+class Child:
+    """A `solver <command>` child on the dev settings, logging to the data directory."""
+
+    def __init__(self, command: list[str], settings: Settings, log_path: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SOLVER_") or k == "SOLVER_CONFIG"}
+        env.update(settings_env(settings))
+        self.name = command[0]
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "solver", *command], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+def _wait_http(url: str, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited; see {child.log_path}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not start; see {child.log_path}")
 
 
 def banner(settings: Settings, info: DevnetInfo, data_dir: Path) -> str:
@@ -62,6 +119,8 @@ def banner(settings: Settings, info: DevnetInfo, data_dir: Path) -> str:
             "Symmio solver (dev) is up",
             f"  API            {base}",
             f"  API docs       {base}/docs  (Swagger UI: {base}/docs/swagger)",
+            f"  oracle (Muon)  {settings.oracle.muon_urls[0]}/v1/",
+            "  logs           {data_dir}/logs/ (worker, oracle, prices)",
             f"  chain (anvil)  {info.rpc_url}  chain id {info.chain_id}",
             f"  MultiAccount   {info.multi_account}",
             f"  Symmio         {info.symmio}",
@@ -106,6 +165,15 @@ def run_dev(options: DevOptions) -> int:
         upgrade(database_url)
 
         settings = _dev_settings(base, info, database_url, redis_url, options.api_port)
+        logs = options.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        oracle = Child(["oracle"], settings, logs / "oracle.log")
+        stack.callback(oracle.stop)
+        _wait_http(f"{settings.oracle.muon_urls[0]}/health", oracle)
+        prices = Child(["prices", "--interval", "1"], settings, logs / "prices.log")
+        stack.callback(prices.stop)
+        worker = Child(["worker"], settings, logs / "worker.log")
+        stack.callback(worker.stop)
         print(banner(settings, info, options.data_dir), flush=True)
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
         # ExitStack still stops anvil and the embedded engines.

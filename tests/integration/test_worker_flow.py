@@ -63,6 +63,7 @@ async def open_request(
     quantity: str = "0.01",
     deadline: int | None = None,
     symbol_id: int = 1,
+    lane: int = 0,
 ) -> int:
     """Store an instant open and its SEND_QUOTE intent as the API does; returns its row id."""
     qty, px = Decimal(quantity), Decimal(price)
@@ -93,7 +94,7 @@ async def open_request(
             key=outbox.intent_key("open", row.id, "send"),
             kind=IntentKind.SEND_QUOTE,
             account=account,
-            lane=0,
+            lane=lane,
             now=_now(),
             instant_open_id=row.id,
         )

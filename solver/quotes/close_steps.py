@@ -217,6 +217,7 @@ class FillCloseStep:
                 session,
                 row,
                 C.FILLED,
+                at=outcome.at,
                 filled_amount_close=row.quantity_to_close,
                 avg_price_close=None if q is None else from_wei(q.avg_closed_price),
             )

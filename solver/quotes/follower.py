@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import delete, update
@@ -31,6 +31,7 @@ from solver.chain.reader import ChainReader
 from solver.core.clock import Clock
 from solver.db.engine import SessionFactory, session_scope
 from solver.db.models import FollowerBlock, FollowerCursor, Quote
+from solver.notify.ordering import chain_stamp
 from solver.quotes import mirror
 from solver.settings import Settings
 
@@ -47,6 +48,8 @@ class BlockSource(Protocol):
     async def head(self) -> int: ...
 
     async def block_hash(self, number: int) -> str | None: ...
+
+    async def block_time(self, number: int) -> int | None: ...
 
     async def logs(self, from_block: int, to_block: int, addresses: Sequence[str]) -> Sequence[Mapping[str, Any]]: ...
 
@@ -114,7 +117,9 @@ class EventFollower:
                     cursor = await self._rewind(cursor)
                 except CursorMoved:
                     return 0
-        safe_head = head - self._confirmations
+        # `confirmations` counts the block itself, as the worker does for receipts: with 1, a
+        # block is applied as soon as it is the head; with 2, once one block is on top of it.
+        safe_head = head - max(self._confirmations - 1, 0)
         start = cursor.block_number + 1 if cursor is not None else self._start_block
         if start > safe_head:
             self.caught_up = True
@@ -182,11 +187,16 @@ class EventFollower:
         # its partyB as it stands now decides whether it is ours (`mirror.is_ours`).
         quotes = await mirror.fetch_quotes(self._reader, touched)
         now = self._clock.now()
-        # Notifications of one batch keep chain order in the newest-first history.
-        order = {e.key: i for i, e in enumerate(events)}
+        # A notification is dated by its block, not by when the follower read it (which lags by
+        # the confirmation depth): the newest-first history then interleaves chain events with
+        # the worker's own notifications in the order they happened. Within a block, chain order.
+        block_times: dict[int, int | None] = {}
+        for number in sorted({e.block_number for e in events}):
+            block_times[number] = await self._source.block_time(number)
 
         def stamp(e: ChainEvent) -> datetime:
-            return now + timedelta(microseconds=order[e.key])
+            ts = block_times.get(e.block_number)
+            return now if ts is None else chain_stamp(ts, e.block_number, e.log_index)
 
         applied = 0
         async with session_scope(self._sessions) as session:

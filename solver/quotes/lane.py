@@ -149,13 +149,14 @@ class Lane:
 
     async def _settle(self, tx: ChainTx, receipt: Receipt) -> None:
         assert tx.id is not None
+        block_time = await self.ctx.node.block_time(receipt.block_number)
         if receipt.status == 1:
-            outcome = Outcome(receipt)
+            outcome = Outcome(receipt, block_time=block_time)
             reason = None
         else:
             reason = await self.ctx.node.revert_reason(self.address, tx.to_address, tx.data, receipt.block_number)
             code, message = revert_code(Revert(reason))
-            outcome = Outcome(receipt, code, message)
+            outcome = Outcome(receipt, code, message, block_time=block_time)
         async with self.ctx.sessions() as s:
             status = TxStatus.MINED if receipt.status == 1 else TxStatus.REVERTED
             if not await ow.settle_tx(

@@ -226,6 +226,7 @@ class SendQuoteStep:
             action="SendQuoteTransaction",
             key=f"instant_open:{row.id}:sent",
             ok=True,
+            at=outcome.at,
             quote_id=quote_id,
             temp_quote_id=row.temp_quote_id,
             order_type=row.order_type,

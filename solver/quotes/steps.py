@@ -28,6 +28,7 @@ from solver.db import audit
 from solver.db.engine import SessionFactory
 from solver.db.models import ActionStatus, InstantOpen, IntentKind, IntentStatus, TxIntent
 from solver.notify import repository as notify
+from solver.notify.ordering import chain_stamp
 from solver.oracle.client import OracleClient
 from solver.quotes import outbox, outbox_worker
 from solver.settings import Settings, SymbolConfig
@@ -55,10 +56,21 @@ class Outcome:
     receipt: Receipt | None
     code: ErrorCode | None = None
     message: str | None = None
+    block_time: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.receipt is not None and self.receipt.status == 1
+
+    @property
+    def at(self) -> datetime | None:
+        """When it happened, in the chain's time domain (solver.notify.ordering): just after the
+        transaction's last log, so a report follows the events it reports on."""
+        r = self.receipt
+        if r is None or self.block_time is None:
+            return None
+        last = max((lg.log_index for lg in r.logs), default=-1)
+        return chain_stamp(self.block_time, r.block_number, last + 1)
 
 
 @dataclass
@@ -190,6 +202,7 @@ async def note(
     temp_quote_id: int | None = None,
     code: ErrorCode | None = None,
     message: str | None = None,
+    at: datetime | None = None,
     **fields: Any,
 ) -> None:
     await notify.add(
@@ -207,7 +220,7 @@ async def note(
             error_code=None if ok or code is None else code.code,
             **fields,
         ),
-        now=ctx.now(),
+        now=at or ctx.now(),
     )
 
 

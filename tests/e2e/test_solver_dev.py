@@ -1,15 +1,20 @@
 """`solver dev` as a new user runs it: one command, embedded PostgreSQL and Redis, a funded demo
-account that can log in with SIWE and read its balance."""
+account that can log in with SIWE and read its balance, and `examples/bot.py` trading on it.
+
+One dev stack serves the whole module; the tests run in file order (the balance check expects
+the untouched demo account, the bot then trades on it)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,15 +28,22 @@ from solver.devnet.anvil import free_port
 
 pytestmark = pytest.mark.e2e
 
+REPO = Path(__file__).resolve().parents[2]
+DevStack = tuple[str, dict[str, object], Path]  # API base URL, devnet.json, data directory
+
 
 def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-@pytest.fixture
-def dev_stack(tmp_path: Path) -> tuple[str, dict[str, object]]:
+@pytest.fixture(scope="module")
+def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    data_dir = tmp_path_factory.mktemp("solver_dev") / "data"
     api_port, anvil_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SOLVER_CONFIG")}
+    # The API logs to stdout: a file, not a pipe nobody reads (a full pipe would block the server).
+    log_path = data_dir.parent / "solver-dev.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -43,19 +55,18 @@ def dev_stack(tmp_path: Path) -> tuple[str, dict[str, object]]:
             "--anvil-port",
             str(anvil_port),
             "--data-dir",
-            str(tmp_path / "data"),
+            str(data_dir),
         ],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,
     )
     base = f"http://localhost:{api_port}"
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "solver dev exited"
+            assert proc.poll() is None, log_path.read_text(errors="replace")
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).json().get("isReady"):
                     break
@@ -64,17 +75,18 @@ def dev_stack(tmp_path: Path) -> tuple[str, dict[str, object]]:
             time.sleep(0.5)
         else:
             pytest.fail("solver dev did not become ready in 120 s")
-        info = json.loads((tmp_path / "data" / "devnet.json").read_text())
-        yield base, info
+        info = json.loads((data_dir / "devnet.json").read_text())
+        yield base, info, data_dir
         # SIGTERM to the main process alone (as a supervisor sends it): it must stop what it started.
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         assert not _answers(anvil_port), "anvil still running after solver dev stopped"
-        assert not (tmp_path / "data" / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL still running"
+        assert not (data_dir / "pg" / "postmaster.pid").exists(), "embedded PostgreSQL still running"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        log.close()
 
 
 def _answers(port: int) -> bool:
@@ -82,8 +94,8 @@ def _answers(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_dev_stack_serves_login_and_balances(dev_stack: tuple[str, dict[str, object]]) -> None:
-    base, info = dev_stack
+def test_dev_stack_serves_login_and_balances(dev_stack: DevStack) -> None:
+    base, info, _ = dev_stack
     demo = info["demo_accounts"][0]  # type: ignore[index]
     account, owner, key = demo["account"], demo["owner"], demo["owner_private_key"]
 
@@ -111,3 +123,29 @@ def test_dev_stack_serves_login_and_balances(dev_stack: tuple[str, dict[str, obj
         party_a = balances[account]["party_a"]
         assert party_a["allocated_balance"] == "100000"
         assert party_a["available_balance"] == "100000"
+
+
+def test_example_bot_opens_and_closes(dev_stack: DevStack) -> None:
+    """examples/bot.py as a user runs it against `solver dev`: login, open, close, notifications."""
+    base, _, data_dir = dev_stack
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOT_")}
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "examples/bot.py", "--base-url", base, "--devnet-json", str(data_dir / "devnet.json")],
+        cwd=REPO,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    output = run.stdout + run.stderr
+    logs = "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in (data_dir / "logs").glob("*.log"))
+    took = time.monotonic() - started
+    assert run.returncode == 0, f"bot exited {run.returncode} after {took:.1f} s:\n{output}\n{logs}"
+    opened = re.search(r"^opened: quote id (\d+) \(temp (-\d+)\)", output, re.MULTILINE)
+    assert opened, output
+    quote_id = int(opened.group(1))
+    assert quote_id > 0, output
+    assert re.search(rf"^closed: quote id {quote_id} filled ", output, re.MULTILINE), output
+    assert "FillOrderInstantClose" in output, output

@@ -275,7 +275,8 @@ async def test_two_processes_under_one_name_apply_each_batch_once(h: Harness, ac
 
 async def test_events_wait_for_the_confirmation_depth(h: Harness, account: str) -> None:
     chain = h.chain
-    h = h.with_chain(start_block=h.next_block(), confirmations=2)
+    # 3 confirmations: the block itself and two on top of it (the worker counts receipts alike).
+    h = h.with_chain(start_block=h.next_block(), confirmations=3)
     follower = h.follower()
     await follower.sync()
     quote_id = chain.send_quote(account)  # block B
@@ -285,7 +286,7 @@ async def test_events_wait_for_the_confirmation_depth(h: Harness, account: str) 
     assert await h.mirror(quote_id) is None
     assert await h.notifications(account) == []
 
-    chain.w3.provider.make_request("evm_mine", [])  # head B + 2: B is 2 blocks deep
+    chain.w3.provider.make_request("evm_mine", [])  # head B + 2: B has 3 confirmations
     assert await follower.sync() == 1
     assert _actions(await h.notifications(account)) == ["SendQuote"]
     row = await h.mirror(quote_id)

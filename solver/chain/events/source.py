@@ -96,6 +96,15 @@ class LogSource:
         value = block.get("hash")
         return None if value is None else _hex(value)
 
+    async def block_time(self, number: int) -> int | None:
+        """Unix timestamp of block `number`; None when the node has no such block."""
+        try:
+            block = await self._w3.eth.get_block(cast(BlockIdentifier, number))
+        except BlockNotFound:
+            return None
+        value = block.get("timestamp")
+        return None if value is None else int(value)
+
     async def logs(self, from_block: int, to_block: int, addresses: Sequence[str]) -> list[dict[str, Any]]:
         """Every log of `addresses` in [from_block, to_block], in chain order."""
         out: list[dict[str, Any]] = []

@@ -125,6 +125,14 @@ class TxNode:
             logs=logs,
         )
 
+    async def block_time(self, number: int) -> int | None:
+        try:
+            block = await self.w3.eth.get_block(number)
+        except Exception:  # a block gone in a reorg: the caller falls back to its own clock
+            return None
+        ts = block.get("timestamp")
+        return None if ts is None else int(ts)
+
     async def block_hash(self, number: int) -> str | None:
         try:
             block = await self.w3.eth.get_block(number)

@@ -106,9 +106,12 @@ class CloseRequestStep:
         (intent,) = intents
         async with ctx.sessions() as session:
             row = await _row(session, intent)
-        if row.status != C.PENDING:
+        retry = row.status == C.SENT  # the first request lost its nonce (the fill step is not queued yet)
+        if row.status != C.PENDING and not retry:
             async with ctx.sessions() as session:
                 await finish(ctx, session, intent, IntentStatus.CANCELLED)
+                if row.status == C.CANCEL_REQUESTED:
+                    await end_close(ctx, session, await _row(session, intent, lock=True), C.CANCELLED)
                 await session.commit()
             return None
         to = ctx.calls.multi_account
@@ -129,7 +132,9 @@ class CloseRequestStep:
 
         async def claim(session: AsyncSession, now: object) -> bool:
             assert row.id is not None
-            await _row(session, intent, lock=True)
+            current = await _row(session, intent, lock=True)
+            if retry:
+                return current.status == C.SENT
             return await repo.transition_instant_close(
                 session, row.id, C.PENDING, C.SENT, now=ctx.now(), actor="worker"
             )

@@ -42,7 +42,9 @@ STEPS: dict[IntentKind, Step] = {
     IntentKind.ACCEPT_CANCEL_CLOSE: AcceptCancelCloseStep(),
 }
 
-_LOST_AFTER_S = 30.0  # a used nonce with no receipt for any of our hashes for this long
+# A nonce the chain has used while none of our hashes for it has a receipt, for this long: some
+# other transaction took it (the key was used outside the solver). Ours can then never be mined.
+_LOST_AFTER_S = 5.0
 _PLAN_CONCURRENCY = 8
 
 
@@ -132,7 +134,7 @@ class Lane:
             if tx.nonce < latest_nonce:
                 first = self._lost_since.setdefault(tx.id, now)
                 if now - first > _LOST_AFTER_S:
-                    await self._settle_lost(tx)
+                    await self._requeue_lost(tx, ot.attempts)
                 continue
             self._lost_since.pop(tx.id, None)
             last = ot.attempts[-1]
@@ -184,18 +186,27 @@ class Lane:
             receipt.tx_hash,
         )
 
-    async def _settle_lost(self, tx: ChainTx) -> None:
+    async def _requeue_lost(self, tx: ChainTx, attempts: list[TxAttempt]) -> None:
+        """Our transaction lost its nonce to a foreign one, so it never ran: put its intents back
+        in the queue to be planned afresh (new signatures, a new nonce). Re-checked first: a
+        receipt for any of our hashes means it did run, and then it is settled instead."""
         assert tx.id is not None
-        from solver.core.errors import ErrorCode
-
-        log.error("lane %s: nonce %s was used by a transaction the solver did not sign", self.index, tx.nonce)
-        outcome = Outcome(None, ErrorCode.TX_LOST, ErrorCode.TX_LOST.message)
+        for attempt in attempts:
+            receipt = await self.ctx.node.receipt(attempt.tx_hash)
+            if receipt is not None:
+                await self._settle(tx, receipt)
+                return
+        log.error(
+            "lane %s: nonce %s was used by a transaction the solver did not sign; its work is queued again",
+            self.index,
+            tx.nonce,
+        )
         async with self.ctx.sessions() as s:
             if not await ow.settle_tx(s, tx.id, TxStatus.LOST, now=self.ctx.now()):
                 return
-            for intent in await ow.intents_of_tx(s, tx.id):
-                await STEPS[intent.kind].settle(self.ctx, s, intent, outcome)
+            await ow.requeue_intents_of_tx(s, tx.id, now=self.ctx.now())
             await s.commit()
+        self._lost_since.pop(tx.id, None)
 
     async def _broadcast(self, attempt: TxAttempt) -> None:
         try:

@@ -124,7 +124,12 @@ class SendQuoteStep:
         async with ctx.sessions() as session:
             rows = [await _row(session, i) for i in intents]
             for intent, row in zip(intents, rows, strict=True):
-                if row.status != S.PENDING:
+                retry = row.status == S.SENT and row.quote_id is None  # its first send lost its nonce
+                if row.status == S.CANCEL_REQUESTED and row.quote_id is None:
+                    await finish(ctx, session, intent, IntentStatus.CANCELLED)
+                    await end_open(ctx, session, row, S.CANCELLED)
+                    continue
+                if row.status != S.PENDING and not retry:
                     await finish(ctx, session, intent, IntentStatus.CANCELLED)
                     continue
                 if row.deadline <= now_s:
@@ -189,6 +194,8 @@ class SendQuoteStep:
             for intent in keep:
                 row = await _row(session, intent, lock=True)
                 assert row.id is not None
+                if row.status == S.SENT and row.quote_id is None:
+                    continue  # a retry: already SENT by the first claim
                 if not await repo.transition_instant_open(
                     session, row.id, S.PENDING, S.SENT, now=ctx.now(), actor="worker"
                 ):

@@ -215,3 +215,20 @@ async def finish_intent(
         .returning(col(TxIntent.id))
     )
     return (await session.exec(stmt)).first() is not None
+
+
+async def requeue_intents_of_tx(session: AsyncSession, tx_id: int, *, now: datetime) -> int:
+    """IN_TX -> QUEUED for the intents of a transaction that can never be mined (lost nonce)."""
+    stmt = (
+        update(TxIntent)
+        .where(col(TxIntent.tx_id) == tx_id, col(TxIntent.status) == IntentStatus.IN_TX)
+        .values(
+            status=IntentStatus.QUEUED,
+            tx_id=None,
+            position_in_tx=None,
+            modify_time=now,
+            version=col(TxIntent.version) + 1,
+        )
+        .returning(col(TxIntent.id))
+    )
+    return len((await session.exec(stmt)).all())

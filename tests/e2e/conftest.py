@@ -3,7 +3,9 @@ killing processes and spamming the solver's nonce never disturbs other test file
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,11 +44,25 @@ def e2e_database_url() -> Iterator[str]:
 @pytest.fixture
 async def prices(redis_prefix: str) -> AsyncIterator[PriceKeeper]:
     client = aioredis.from_url(REDIS_URL)
-    async with PriceKeeper(client, redis_prefix) as keeper:
-        yield keeper
-    async for key in client.scan_iter(match=f"{redis_prefix}*", count=500):
+    keeper = PriceKeeper(client, redis_prefix)
+    await keeper.__aenter__()
+    yield keeper
+    await _bounded(keeper.__aexit__(None, None, None), "price keeper")
+    await _bounded(_drop_keys(client, redis_prefix), "redis cleanup")
+    await _bounded(client.aclose(), "redis close")
+
+
+async def _drop_keys(client: aioredis.Redis, prefix: str) -> None:
+    async for key in client.scan_iter(match=f"{prefix}*", count=500):
         await client.delete(key)
-    await client.aclose()
+
+
+async def _bounded(coro: Awaitable[object], what: str, timeout: float = 10.0) -> None:
+    """Teardown must never hang a run: report which step did instead."""
+    try:
+        await asyncio.wait_for(coro, timeout)
+    except TimeoutError:
+        print(f"teardown: {what} did not finish in {timeout} s", file=sys.stderr)
 
 
 @pytest.fixture

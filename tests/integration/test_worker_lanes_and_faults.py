@@ -187,3 +187,55 @@ def _receipt(w3: Web3, tx_hash: str) -> Any:
         return w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
     except Exception:
         return None
+
+
+async def test_a_nonce_taken_by_a_foreign_transaction_is_requeued_not_lost(
+    own_devnet: DevnetInfo, database_url: str, redis_prefix: str, db_factory: SessionFactory, redis_client: Any
+) -> None:
+    """Someone uses the signer key outside the solver and their transaction takes the nonce of
+    ours: ours can never be mined, so its open is planned again on a fresh nonce and still
+    opens, exactly once."""
+    settings = _worker_settings(own_devnet, database_url, redis_prefix, stuck_after_s=120)
+    account = new_account(own_devnet)
+    url = own_devnet.rpc_url
+    w3 = Web3(Web3.HTTPProvider(url))
+    async with PriceKeeper(redis_client, settings.redis_prefix), running_worker(settings, own_devnet):
+        rpc(url, "evm_setAutomine", [False])
+        try:
+            open_id = await open_request(db_factory, account)
+            ours = None
+            for _ in range(200):
+                async with db_factory() as s:
+                    ours = (
+                        await s.exec(select(ChainTx).where(col(ChainTx.data).contains(account[2:].lower())))
+                    ).first()
+                if ours is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert ours is not None
+            # The same nonce, 10x the fees: the node keeps the foreign one.
+            w3.eth.send_transaction(
+                {
+                    "from": own_devnet.solver,
+                    "to": own_devnet.admin,
+                    "value": 1,
+                    "nonce": ours.nonce,
+                    "maxFeePerGas": 10**12,
+                    "maxPriorityFeePerGas": 10**11,
+                }
+            )
+        finally:
+            rpc(url, "evm_setAutomine", [True])
+            rpc(url, "evm_mine", [])
+        row = await settled_open(db_factory, open_id)
+    assert row.status == InstantOpenStatus.OPENED, row.error_message
+    async with db_factory() as s:
+        lost = (await s.exec(select(ChainTx).where(col(ChainTx.id) == ours.id))).one()
+        sends = (
+            await s.exec(
+                select(ChainTx).where(col(ChainTx.data).contains(account[2:].lower()), col(ChainTx.status) == "mined")
+            )
+        ).all()
+    assert lost.status == "lost"
+    assert row.quote_id is not None and chain_quote(own_devnet, row.quote_id)["quoteStatus"] == QuoteStatus.OPENED
+    assert len([t for t in sends if t.to_address == own_devnet.multi_account]) == 1  # one sendQuote on chain

@@ -37,8 +37,14 @@ from solver.market.controllers import market_routes
 from solver.market.feeds import MarketFeeds
 from solver.market.repository import MarketStats
 from solver.market.service import MarketService
+from solver.notify.controllers import notify_routes
+from solver.notify.service import NotificationHistory
 from solver.pricing.cache import PriceCache
+from solver.quotes.close_service import InstantCloseService
+from solver.quotes.controllers import instant_routes
+from solver.quotes.open_service import InstantOpenService
 from solver.quotes.repository import temp_id_seed_source
+from solver.quotes.service import InstantHistory
 from solver.quotes.temp_ids import TempIdAllocator
 from solver.settings import Settings
 from solver.web import meta
@@ -75,6 +81,10 @@ class Services:
     market: MarketService
     temp_ids: TempIdAllocator
     readiness: Readiness
+    instant_opens: InstantOpenService
+    instant_closes: InstantCloseService
+    instant_history: InstantHistory
+    notifications: NotificationHistory
 
 
 def build_services(
@@ -106,11 +116,12 @@ def build_services(
         jwt=jwt_codec,
         clock=clock,
     )
+    stats = MarketStats(sessions)
     market = MarketService(
         settings=settings,
         prices=prices,
         chain=chain,
-        stats=MarketStats(sessions),
+        stats=stats,
         clock=clock,
         feeds=MarketFeeds(redis, settings.redis_prefix),
     )
@@ -123,6 +134,7 @@ def build_services(
         await redis.ping()
 
     readiness = Readiness({"database": db_probe, "redis": redis_probe, "chain": chain.chain_id})
+    temp_ids = TempIdAllocator(redis, settings.redis_prefix, temp_id_seed_source(sessions))
     return Services(
         settings=settings,
         redis=redis,
@@ -132,13 +144,27 @@ def build_services(
         auth=auth,
         token_auth=TokenAuth(jwt_codec),
         market=market,
-        temp_ids=TempIdAllocator(redis, settings.redis_prefix, temp_id_seed_source(sessions)),
+        temp_ids=temp_ids,
         readiness=readiness,
+        instant_opens=InstantOpenService(
+            settings=settings,
+            sessions=sessions,
+            chain=chain,
+            marks=market.marks,
+            stats=stats,
+            temp_ids=temp_ids,
+            clock=clock,
+        ),
+        instant_closes=InstantCloseService(
+            settings=settings, sessions=sessions, chain=chain, marks=market.marks, clock=clock
+        ),
+        instant_history=InstantHistory(sessions=sessions, clock=clock),
+        notifications=NotificationHistory(sessions),
     )
 
 
 def _route_handlers() -> list[Any]:
-    return [*meta.routes(), *auth_routes(), *market_routes()]
+    return [*meta.routes(), *auth_routes(), *market_routes(), *instant_routes(), *notify_routes()]
 
 
 def create_app(settings: Settings, services: Services | None = None, *, check_chain: bool = True) -> Litestar:
@@ -171,6 +197,10 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         "market": meta.provide(svc.market),
         "readiness": meta.provide(svc.readiness),
         "token_auth": meta.provide(svc.token_auth),
+        "instant_opens": meta.provide(svc.instant_opens),
+        "instant_closes": meta.provide(svc.instant_closes),
+        "instant_history": meta.provide(svc.instant_history),
+        "notifications": meta.provide(svc.notifications),
         "principal": Provide(provide_principal),
     }
     return SolverApp(

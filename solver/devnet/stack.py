@@ -144,7 +144,7 @@ def run_dev(options: DevOptions) -> int:
     import uvicorn
 
     from solver.app import create_app
-    from solver.db.migrate import upgrade
+    from solver.db.migrate import drop_database, upgrade
 
     base = load_settings()
     options.data_dir.mkdir(parents=True, exist_ok=True)
@@ -162,6 +162,10 @@ def run_dev(options: DevOptions) -> int:
             stack.callback(embedded.stop)
             database_url = database_url or embedded.database_url
             redis_url = redis_url or embedded.redis_url
+        if not os.environ.get("DATABASE_URL"):
+            # A fresh chain every run: requests, quotes and sent transactions of the last run's
+            # chain would be meaningless (and its nonces wrong), so the embedded database starts over.
+            drop_database(database_url)
         upgrade(database_url)
 
         settings = _dev_settings(base, info, database_url, redis_url, options.api_port)

@@ -74,9 +74,10 @@ class Lane:
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def recover(self) -> None:
-        """Seed the nonce counter from the chain and our own records (whichever is further)."""
+        """Seed the nonce counter from the chain's pending count, or past our own transactions
+        still waiting for the chain (recorded, maybe never broadcast), whichever is further."""
         async with self.ctx.sessions() as s:
-            db_max = await ow.max_nonce(s, self.address)
+            db_max = await ow.max_open_nonce(s, self.address)
         pending = await self.ctx.node.nonce(self.address, "pending")
         self.next_nonce = max(pending, -1 if db_max is None else db_max + 1)
         log.info("lane %s (%s): next nonce %s", self.index, self.address, self.next_nonce)
@@ -113,6 +114,9 @@ class Lane:
         for ot in txs:
             tx = ot.tx
             assert tx.id is not None
+            if not ot.attempts:  # recorded together with its first attempt: never happens
+                log.error("lane %s: transaction %s (nonce %s) has no signed attempt", self.index, tx.id, tx.nonce)
+                continue
             receipt: Receipt | None = None
             if self._checked.get(tx.id) != head or not ot.attempts[-1].broadcast_time:
                 for attempt in reversed(ot.attempts):

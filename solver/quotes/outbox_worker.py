@@ -79,9 +79,14 @@ async def open_txs(session: AsyncSession, sender: str) -> list[OpenTx]:
     return [OpenTx(t, by_tx.get(t.id or 0, []), frozenset(acc.get(t.id or 0, set()))) for t in txs]
 
 
-async def max_nonce(session: AsyncSession, sender: str) -> int | None:
+async def max_open_nonce(session: AsyncSession, sender: str) -> int | None:
+    """Highest nonce of this sender's transactions still waiting for the chain (SIGNED)."""
     value = (
-        await session.exec(select(func.max(ChainTx.nonce)).where(col(ChainTx.sender) == checksum_address(sender)))
+        await session.exec(
+            select(func.max(ChainTx.nonce)).where(
+                col(ChainTx.sender) == checksum_address(sender), col(ChainTx.status) == TxStatus.SIGNED
+            )
+        )
     ).one()
     return None if value is None else int(value)
 

@@ -24,6 +24,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_config=None,
         proxy_headers=True,
+        timeout_graceful_shutdown=5,  # then drop idle keep-alive connections, so a stop is prompt
     )
     return 0
 
@@ -58,7 +59,13 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_level)
     app = create_oracle_app(settings)  # ConfigError (exit 2) without the oracle keys
-    uvicorn.run(app, host=args.host or settings.oracle.host, port=args.port or settings.oracle.port, log_config=None)
+    uvicorn.run(
+        app,
+        host=args.host or settings.oracle.host,
+        port=args.port or settings.oracle.port,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

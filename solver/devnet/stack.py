@@ -182,5 +182,11 @@ def run_dev(options: DevOptions) -> int:
         # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
         # ExitStack still stops anvil and the embedded engines.
         signal.signal(signal.SIGTERM, _exit_on_signal)
-        uvicorn.run(create_app(settings), host=settings.api.host, port=settings.api.port, log_config=None)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.api.host,
+            port=settings.api.port,
+            log_config=None,
+            timeout_graceful_shutdown=5,
+        )
     return 0

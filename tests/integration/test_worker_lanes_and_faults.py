@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from web3 import Web3
 
 from solver.chain.types import QuoteStatus
+from solver.core.errors import ErrorCode
 from solver.core.units import WAD
 from solver.db.engine import SessionFactory
 from solver.db.models import ChainTx, InstantOpenStatus, IntentKind, IntentStatus, TxAttempt, TxIntent
@@ -239,3 +240,59 @@ async def test_a_nonce_taken_by_a_foreign_transaction_is_requeued_not_lost(
     assert lost.status == "lost"
     assert row.quote_id is not None and chain_quote(own_devnet, row.quote_id)["quoteStatus"] == QuoteStatus.OPENED
     assert len([t for t in sends if t.to_address == own_devnet.multi_account]) == 1  # one sendQuote on chain
+
+
+async def test_a_transaction_reverted_on_chain_fails_the_open_with_its_reason_and_releases_margin(
+    own_devnet: DevnetInfo, database_url: str, redis_prefix: str, db_factory: SessionFactory, redis_client: Any
+) -> None:
+    """The pre-flight passed, then the state changed before mining (PartyB actions paused in the
+    same block, ahead of ours): the receipt has status 0, the open ends `failed` with the
+    contract's reason, and the quote is cancelled so the user's pending margin is released."""
+    settings = _worker_settings(own_devnet, database_url, redis_prefix, stuck_after_s=120)
+    account = new_account(own_devnet)
+    url = own_devnet.rpc_url
+    w3 = Web3(Web3.HTTPProvider(url))
+    symmio = w3.eth.contract(address=own_devnet.symmio, abi=load_artifact("LocalSymmio").abi)
+    async with PriceKeeper(redis_client, settings.redis_prefix), running_worker(settings, own_devnet):
+        rpc(url, "evm_setAutomine", [False])
+        try:
+            open_id = await open_request(db_factory, account)
+
+            async def txs_for_account() -> list[ChainTx]:
+                async with db_factory() as s:
+                    rows = await s.exec(
+                        select(ChainTx)
+                        .join(TxIntent, col(TxIntent.tx_id) == col(ChainTx.id))
+                        .where(col(TxIntent.account) == account)
+                        .order_by(col(ChainTx.nonce))
+                    )
+                    return list(rows.all())
+
+            for _ in range(400):  # the sendQuote is waiting in the mempool
+                if len(await txs_for_account()) == 1:
+                    break
+                await asyncio.sleep(0.02)
+            rpc(url, "evm_mine", [])
+            for _ in range(400):  # mined; now lockAndOpenQuote waits in the mempool
+                if len(await txs_for_account()) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(await txs_for_account()) == 2
+            symmio.functions.setPauseFlags(False, False, True).transact(
+                {"from": own_devnet.admin, "maxFeePerGas": 10**12, "maxPriorityFeePerGas": 10**11}
+            )
+            rpc(url, "evm_mine", [])
+        finally:
+            rpc(url, "evm_setAutomine", [True])
+        symmio.functions.setPauseFlags(False, False, False).transact({"from": own_devnet.admin})
+        row = await settled_open(db_factory, open_id)
+        reverted = (await txs_for_account())[1]
+    assert reverted.status == "reverted"
+    assert "PartyB actions paused" in (reverted.revert_reason or "")
+    assert row.status == InstantOpenStatus.FAILED
+    assert row.error_code == ErrorCode.TX_REVERTED.code
+    assert "PartyB actions paused" in (row.error_message or "")
+    assert row.quote_id is not None
+    assert chain_quote(own_devnet, row.quote_id)["quoteStatus"] == QuoteStatus.CANCELED
+    pending = symmio.functions.pendingLockedBalancesOfPartyA(account).call()
+    assert sum(pending[:3]) == 0  # nothing of this open is still held against the user's balance

@@ -86,14 +86,16 @@ class TxNode:
             raise Revert(_reason(exc), _data(exc)) from exc
 
     async def revert_reason(self, sender: str, to: str, data: str, block: int) -> str:
-        """Why a mined transaction reverted: replay it on the state before its block."""
-        try:
-            await self.call(sender, to, data, block=max(block - 1, 0))
-        except Revert as exc:
-            return exc.reason
-        except Exception:
-            return "reverted on chain"
-        return "reverted on chain (the call succeeds on the previous block's state)"
+        """Why a mined transaction reverted: replay it on the state its block left (what changed
+        it is usually an earlier transaction of the same block), then on the block before."""
+        for at in (block, max(block - 1, 0)):
+            try:
+                await self.call(sender, to, data, block=at)
+            except Revert as exc:
+                return exc.reason
+            except Exception:  # the reason is best effort; the revert itself is certain
+                return "reverted on chain"
+        return "reverted on chain (the call succeeds when replayed)"
 
     async def send_raw(self, raw: str) -> str:
         h = await self.w3.eth.send_raw_transaction(HexBytes(raw))

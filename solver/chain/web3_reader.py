@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from eth_utils.address import to_checksum_address
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, Web3Exception
 
 from solver.chain.abi import ERC1271_ABI, ERC1271_MAGIC, load_abi
+from solver.chain.provider import KeepAliveHTTPProvider
 from solver.chain.types import LockedValues, OnChainQuote, PartyABalances, SubAccount
 from solver.settings import ZERO_ADDRESS, ChainSettings
 
@@ -25,7 +26,7 @@ class Web3ChainReader:
 
     @classmethod
     def from_settings(cls, chain: ChainSettings, *, timeout_s: float = 10.0) -> Web3ChainReader:
-        provider = AsyncHTTPProvider(chain.rpc_urls[0], request_kwargs={"timeout": timeout_s})
+        provider = KeepAliveHTTPProvider(chain.rpc_urls[0], timeout_s=timeout_s)
         return cls(AsyncWeb3(provider), multi_account=chain.multi_account_address, symmio=chain.symmio_address)
 
     async def close(self) -> None:

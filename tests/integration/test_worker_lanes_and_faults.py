@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +16,8 @@ from web3 import Web3
 from solver.chain.types import QuoteStatus
 from solver.core.errors import ErrorCode
 from solver.core.units import WAD
-from solver.db.engine import SessionFactory
+from solver.db import migrate
+from solver.db.engine import SessionFactory, create_engine, session_factory
 from solver.db.models import ChainTx, InstantOpenStatus, IntentKind, IntentStatus, TxAttempt, TxIntent
 from solver.devnet.anvil import rpc, start_anvil
 from solver.devnet.artifacts import load_artifact
@@ -25,10 +26,30 @@ from solver.oracle.signer import OracleSigner
 from solver.quotes.outbox import lane_for
 from solver.settings import Settings, load_settings
 from tests.fixtures.app import settings_for
+from tests.fixtures.db import scratch_database_url
 from tests.fixtures.trading import PriceKeeper, chain_quote, new_account, running_worker
 from tests.integration.test_worker_flow import open_request, settled_open
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def own_database_url() -> Iterator[str]:
+    """A database for this chain only: the session database holds another chain's quote ids and
+    the same solver address's nonces."""
+    url = scratch_database_url()
+    migrate.upgrade(url)
+    try:
+        yield url
+    finally:
+        migrate.drop_database(url)
+
+
+@pytest.fixture
+async def own_db(own_database_url: str) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(own_database_url, pool_size=5, max_overflow=5)
+    yield session_factory(engine)
+    await engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +96,13 @@ def _delegate(devnet: DevnetInfo, account: str, target: str) -> None:
 
 
 async def test_two_lanes_run_in_parallel_and_top_up_the_solver_collateral(
-    own_devnet: DevnetInfo, database_url: str, redis_prefix: str, db_factory: SessionFactory, redis_client: Any
+    own_devnet: DevnetInfo, own_database_url: str, redis_prefix: str, own_db: SessionFactory, redis_client: Any
 ) -> None:
     lane1, key1 = _second_party_b(own_devnet)
     lanes = [own_devnet.solver, lane1]
     settings = settings_for(
         own_devnet,
-        database_url,
+        own_database_url,
         redis_prefix,
         chain={"party_b_addresses": lanes},
         worker={"signer_private_keys": [own_devnet.solver_private_key, key1], "poll_interval_s": 0.02},
@@ -95,17 +116,17 @@ async def test_two_lanes_run_in_parallel_and_top_up_the_solver_collateral(
         ids: list[tuple[int, int]] = []
         for lane, accounts in by_lane.items():
             for account in accounts[:2]:
-                ids.append((lane, await open_request(db_factory, account, lane=lane)))
+                ids.append((lane, await open_request(own_db, account, lane=lane)))
         async with running_worker(settings, own_devnet) as worker:
             assert [lane.address for lane in worker.lanes] == lanes
-            rows = [(lane, await settled_open(db_factory, i)) for lane, i in ids]
+            rows = [(lane, await settled_open(own_db, i)) for lane, i in ids]
     for lane, row in rows:
         assert row.status == InstantOpenStatus.OPENED, row.error_message
         assert row.quote_id is not None
         q = chain_quote(own_devnet, row.quote_id)
         assert q["quoteStatus"] == QuoteStatus.OPENED
         assert q["partyB"] == lanes[lane]  # each account's quotes are filled by its own lane
-    async with db_factory() as s:
+    async with own_db() as s:
         senders = set((await s.exec(select(ChainTx.sender))).all())
         top_ups = (
             await s.exec(
@@ -119,19 +140,19 @@ async def test_two_lanes_run_in_parallel_and_top_up_the_solver_collateral(
 
 
 async def test_stuck_transaction_is_replaced_with_a_fee_bump(
-    own_devnet: DevnetInfo, database_url: str, redis_prefix: str, db_factory: SessionFactory, redis_client: Any
+    own_devnet: DevnetInfo, own_database_url: str, redis_prefix: str, own_db: SessionFactory, redis_client: Any
 ) -> None:
-    settings = _worker_settings(own_devnet, database_url, redis_prefix, stuck_after_s=1.0, rebroadcast_after_s=0.5)
+    settings = _worker_settings(own_devnet, own_database_url, redis_prefix, stuck_after_s=1.0, rebroadcast_after_s=0.5)
     account = new_account(own_devnet)
     url = own_devnet.rpc_url
     async with PriceKeeper(redis_client, settings.redis_prefix), running_worker(settings, own_devnet):
         rpc(url, "evm_setAutomine", [False])
         try:
-            open_id = await open_request(db_factory, account)
+            open_id = await open_request(own_db, account)
             deadline = time.monotonic() + 30
             attempts: list[TxAttempt] = []
             while time.monotonic() < deadline:
-                async with db_factory() as s:
+                async with own_db() as s:
                     attempts = list(
                         (
                             await s.exec(
@@ -153,7 +174,7 @@ async def test_stuck_transaction_is_replaced_with_a_fee_bump(
         assert second.tx_id == first.tx_id  # same nonce
         assert second.max_fee_per_gas * 8 >= first.max_fee_per_gas * 9
         assert second.max_priority_fee_per_gas * 8 >= first.max_priority_fee_per_gas * 9
-        row = await settled_open(db_factory, open_id)
+        row = await settled_open(own_db, open_id)
     assert row.status == InstantOpenStatus.OPENED, row.error_message
     w3 = Web3(Web3.HTTPProvider(url))
     mined = [a.tx_hash for a in attempts if _receipt(w3, a.tx_hash) is not None]
@@ -161,9 +182,9 @@ async def test_stuck_transaction_is_replaced_with_a_fee_bump(
 
 
 async def test_sends_the_node_loses_are_rebroadcast(
-    own_devnet: DevnetInfo, database_url: str, redis_prefix: str, db_factory: SessionFactory, redis_client: Any
+    own_devnet: DevnetInfo, own_database_url: str, redis_prefix: str, own_db: SessionFactory, redis_client: Any
 ) -> None:
-    settings = _worker_settings(own_devnet, database_url, redis_prefix, rebroadcast_after_s=0.3)
+    settings = _worker_settings(own_devnet, own_database_url, redis_prefix, rebroadcast_after_s=0.3)
     account = new_account(own_devnet)
     async with PriceKeeper(redis_client, settings.redis_prefix), running_worker(settings, own_devnet) as worker:
         node = worker.ctx.node
@@ -177,8 +198,8 @@ async def test_sends_the_node_loses_are_rebroadcast(
             return await real_send(raw)
 
         node.send_raw = lossy  # type: ignore[method-assign]
-        open_id = await open_request(db_factory, account)
-        row = await settled_open(db_factory, open_id)
+        open_id = await open_request(own_db, account)
+        row = await settled_open(own_db, open_id)
     assert len(dropped) == 2
     assert row.status == InstantOpenStatus.OPENED, row.error_message
 
@@ -191,22 +212,22 @@ def _receipt(w3: Web3, tx_hash: str) -> Any:
 
 
 async def test_a_nonce_taken_by_a_foreign_transaction_is_requeued_not_lost(
-    own_devnet: DevnetInfo, database_url: str, redis_prefix: str, db_factory: SessionFactory, redis_client: Any
+    own_devnet: DevnetInfo, own_database_url: str, redis_prefix: str, own_db: SessionFactory, redis_client: Any
 ) -> None:
     """Someone uses the signer key outside the solver and their transaction takes the nonce of
     ours: ours can never be mined, so its open is planned again on a fresh nonce and still
     opens, exactly once."""
-    settings = _worker_settings(own_devnet, database_url, redis_prefix, stuck_after_s=120)
+    settings = _worker_settings(own_devnet, own_database_url, redis_prefix, stuck_after_s=120)
     account = new_account(own_devnet)
     url = own_devnet.rpc_url
     w3 = Web3(Web3.HTTPProvider(url))
     async with PriceKeeper(redis_client, settings.redis_prefix), running_worker(settings, own_devnet):
         rpc(url, "evm_setAutomine", [False])
         try:
-            open_id = await open_request(db_factory, account)
+            open_id = await open_request(own_db, account)
             ours = None
             for _ in range(200):
-                async with db_factory() as s:
+                async with own_db() as s:
                     ours = (
                         await s.exec(select(ChainTx).where(col(ChainTx.data).contains(account[2:].lower())))
                     ).first()
@@ -228,9 +249,9 @@ async def test_a_nonce_taken_by_a_foreign_transaction_is_requeued_not_lost(
         finally:
             rpc(url, "evm_setAutomine", [True])
             rpc(url, "evm_mine", [])
-        row = await settled_open(db_factory, open_id)
+        row = await settled_open(own_db, open_id)
     assert row.status == InstantOpenStatus.OPENED, row.error_message
-    async with db_factory() as s:
+    async with own_db() as s:
         lost = (await s.exec(select(ChainTx).where(col(ChainTx.id) == ours.id))).one()
         sends = (
             await s.exec(
@@ -243,12 +264,12 @@ async def test_a_nonce_taken_by_a_foreign_transaction_is_requeued_not_lost(
 
 
 async def test_a_transaction_reverted_on_chain_fails_the_open_with_its_reason_and_releases_margin(
-    own_devnet: DevnetInfo, database_url: str, redis_prefix: str, db_factory: SessionFactory, redis_client: Any
+    own_devnet: DevnetInfo, own_database_url: str, redis_prefix: str, own_db: SessionFactory, redis_client: Any
 ) -> None:
     """The pre-flight passed, then the state changed before mining (PartyB actions paused in the
     same block, ahead of ours): the receipt has status 0, the open ends `failed` with the
     contract's reason, and the quote is cancelled so the user's pending margin is released."""
-    settings = _worker_settings(own_devnet, database_url, redis_prefix, stuck_after_s=120)
+    settings = _worker_settings(own_devnet, own_database_url, redis_prefix, stuck_after_s=120)
     account = new_account(own_devnet)
     url = own_devnet.rpc_url
     w3 = Web3(Web3.HTTPProvider(url))
@@ -256,10 +277,10 @@ async def test_a_transaction_reverted_on_chain_fails_the_open_with_its_reason_an
     async with PriceKeeper(redis_client, settings.redis_prefix), running_worker(settings, own_devnet):
         rpc(url, "evm_setAutomine", [False])
         try:
-            open_id = await open_request(db_factory, account)
+            open_id = await open_request(own_db, account)
 
             async def txs_for_account() -> list[ChainTx]:
-                async with db_factory() as s:
+                async with own_db() as s:
                     rows = await s.exec(
                         select(ChainTx)
                         .join(TxIntent, col(TxIntent.tx_id) == col(ChainTx.id))
@@ -285,7 +306,7 @@ async def test_a_transaction_reverted_on_chain_fails_the_open_with_its_reason_an
         finally:
             rpc(url, "evm_setAutomine", [True])
         symmio.functions.setPauseFlags(False, False, False).transact({"from": own_devnet.admin})
-        row = await settled_open(db_factory, open_id)
+        row = await settled_open(own_db, open_id)
         reverted = (await txs_for_account())[1]
     assert reverted.status == "reverted"
     assert "PartyB actions paused" in (reverted.revert_reason or "")

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from eth_utils.address import to_checksum_address
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import BlockNotFound, Web3RPCError
 from web3.types import BlockIdentifier, FilterParams
+
+from solver.chain.provider import KeepAliveHTTPProvider
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class LogSource:
 
     @classmethod
     def connect(cls, rpc_url: str, *, chunk_blocks: int = DEFAULT_CHUNK_BLOCKS, timeout_s: float = 30.0) -> LogSource:
-        provider = AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s})
+        provider = KeepAliveHTTPProvider(rpc_url, timeout_s=timeout_s)
         return cls(AsyncWeb3(provider), chunk_blocks=chunk_blocks)
 
     async def close(self) -> None:

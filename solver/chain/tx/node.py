@@ -7,11 +7,12 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.types import TxParams
 
 from solver.chain.errors import Revert, decode_revert
+from solver.chain.provider import async_web3
 from solver.chain.tx.fees import Fees
 
 
@@ -42,7 +43,7 @@ class TxNode:
 
     @classmethod
     def connect(cls, rpc_url: str, *, timeout_s: float = 10.0) -> TxNode:
-        return cls(AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s})))
+        return cls(async_web3(rpc_url, timeout_s=timeout_s))
 
     async def close(self) -> None:
         await self.w3.provider.disconnect()

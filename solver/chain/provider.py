@@ -9,6 +9,7 @@ loop changes).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
@@ -21,15 +22,18 @@ class KeepAliveHTTPProvider(AsyncHTTPProvider):
         super().__init__(endpoint_uri, request_kwargs={"timeout": ClientTimeout(total=timeout_s)})
         self._pool_size = pool_size
         self._session_loop: Any = None
+        self._locks: dict[Any, asyncio.Lock] = {}
 
     async def _ensure_session(self) -> None:
-        import asyncio
-
         loop = asyncio.get_running_loop()
-        if self._session_loop is not loop:
-            connector = TCPConnector(limit=self._pool_size, keepalive_timeout=30)
-            await self.cache_async_session(ClientSession(connector=connector))
-            self._session_loop = loop
+        if self._session_loop is loop:
+            return
+        # Concurrent first calls must not each build (and leak) a session.
+        async with self._locks.setdefault(loop, asyncio.Lock()):
+            if self._session_loop is not loop:
+                connector = TCPConnector(limit=self._pool_size, keepalive_timeout=30)
+                await self.cache_async_session(ClientSession(connector=connector))
+                self._session_loop = loop
 
     async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         await self._ensure_session()

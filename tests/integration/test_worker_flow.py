@@ -267,3 +267,18 @@ async def test_expired_deadline_fails_without_sending(
         row = await settled_open(db_factory, open_id)
     assert row.status == InstantOpenStatus.FAILED
     assert row.error_code == ErrorCode.REQUEST_EXPIRED.code
+
+
+async def test_oracle_refusal_fails_the_open_with_its_reason(
+    settings: Settings, devnet: DevnetInfo, db_factory: SessionFactory, redis_client: Any
+) -> None:
+    """No ETHUSDT price at all: the oracle refuses to sign, nothing is sent, the open fails."""
+    account = new_account(devnet)
+    marks = {"BTCUSDT": Decimal(60000)}  # ETHUSDT never priced in this test's Redis prefix
+    async with PriceKeeper(redis_client, settings.redis_prefix, marks), running_worker(settings, devnet):
+        open_id = await open_request(db_factory, account, symbol_id=2, price="3030", quantity="0.1")
+        row = await settled_open(db_factory, open_id)
+    assert row.status == InstantOpenStatus.FAILED
+    assert row.error_code == ErrorCode.ORACLE_REFUSED.code
+    assert "ETHUSDT" in (row.error_message or "")
+    assert row.quote_id is None

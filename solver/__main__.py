@@ -1,4 +1,4 @@
-"""CLI: `solver api | worker | oracle | prices | migrate | dev` (the engine arrives with its issue)."""
+"""CLI: `solver api | worker | engine | oracle | prices | migrate | dev`."""
 
 from __future__ import annotations
 
@@ -80,41 +80,34 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return worker_main(settings, only_lanes=lanes)
 
 
-def _cmd_prices(args: argparse.Namespace) -> int:
-    import asyncio
-    import signal
-    from pathlib import Path
-
-    from redis.asyncio import Redis
-
+def _cmd_engine(_: argparse.Namespace) -> int:
     from solver.core.logging import configure_logging
-    from solver.pricing.cache import PriceCache
-    from solver.pricing.replay import run_replay
+    from solver.engine import main as engine_main
     from solver.settings import load_settings
 
     settings = load_settings()
     configure_logging(settings.log_level)
+    return engine_main(settings)
 
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        redis = Redis.from_url(settings.redis_url)
-        try:
-            await run_replay(
-                PriceCache(redis, settings.redis_prefix),
-                settings.symbols,
-                stop,
-                interval_s=args.interval,
-                seed=args.seed,
-                csv_path=Path(args.csv) if args.csv else None,
-            )
-        finally:
-            await redis.aclose()
 
-    asyncio.run(_main())
-    return 0
+def _cmd_prices(args: argparse.Namespace) -> int:
+    """The engine's price feed alone, on the replay source (random walk or CSV)."""
+    from pathlib import Path
+
+    from solver.core.logging import configure_logging
+    from solver.engine import main as engine_main
+    from solver.settings import PricingSettings, load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    overrides = {
+        "source": "replay",
+        "replay_interval_s": args.interval,
+        "replay_seed": args.seed,
+        "replay_csv": Path(args.csv) if args.csv else None,
+    }
+    pricing = PricingSettings.model_validate({**settings.pricing.model_dump(), **overrides})
+    return engine_main(settings.model_copy(update={"pricing": pricing}), with_loops=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the chain worker (the only holder of signer keys)")
     worker.add_argument("--lanes", default=None, help="comma-separated lane indexes to run (default: all keys)")
     worker.set_defaults(func=_cmd_worker)
-    prices = sub.add_parser("prices", help="replay prices into Redis (random walk or a CSV of ts,symbol,price)")
+    engine = sub.add_parser("engine", help="run the engine: price feed (settings.pricing) and its loops")
+    engine.set_defaults(func=_cmd_engine)
+    prices = sub.add_parser(
+        "prices", help="only the price feed, on the replay source (random walk or a CSV of ts,symbol,price)"
+    )
     prices.add_argument("--interval", type=float, default=1.0, help="seconds between ticks")
     prices.add_argument("--seed", type=int, default=7)
     prices.add_argument("--csv", default=None)

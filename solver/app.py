@@ -38,7 +38,12 @@ from solver.market.feeds import MarketFeeds
 from solver.market.repository import MarketStats
 from solver.market.service import MarketService
 from solver.notify.controllers import notify_routes
+from solver.notify.publish import NotificationPublisher, enable_publishing
 from solver.notify.service import NotificationHistory
+from solver.notify.ws.controllers import ws_routes
+from solver.notify.ws.service import Streams, build_streams
+from solver.orders.controllers import trigger_routes
+from solver.orders.service import TriggerOrderService
 from solver.pricing.cache import PriceCache
 from solver.quotes.close_service import InstantCloseService
 from solver.quotes.controllers import instant_routes
@@ -46,6 +51,7 @@ from solver.quotes.open_service import InstantOpenService
 from solver.quotes.repository import temp_id_seed_source
 from solver.quotes.service import InstantHistory
 from solver.quotes.temp_ids import TempIdAllocator
+from solver.risk.flags import ReduceOnlyFlags
 from solver.settings import Settings
 from solver.web import meta
 from solver.web.errors import EXCEPTION_HANDLERS
@@ -85,6 +91,9 @@ class Services:
     instant_closes: InstantCloseService
     instant_history: InstantHistory
     notifications: NotificationHistory
+    publisher: NotificationPublisher  # notifications committed here are pushed to WebSocket clients
+    streams: Streams
+    trigger_orders: TriggerOrderService
 
 
 def build_services(
@@ -106,6 +115,8 @@ def build_services(
 
         chain = Web3ChainReader.from_settings(settings.chain)
     sessions = session_factory(engine)
+    publisher = NotificationPublisher(redis, settings.redis_prefix)
+    enable_publishing(sessions, publisher)
     prices = PriceCache(redis, settings.redis_prefix)
     jwt_codec = JwtCodec(settings.auth, clock)
     auth = AuthService(
@@ -154,17 +165,31 @@ def build_services(
             stats=stats,
             temp_ids=temp_ids,
             clock=clock,
+            flags=ReduceOnlyFlags(redis, settings.redis_prefix),
         ),
         instant_closes=InstantCloseService(
             settings=settings, sessions=sessions, chain=chain, marks=market.marks, clock=clock
         ),
         instant_history=InstantHistory(sessions=sessions, clock=clock),
         notifications=NotificationHistory(sessions),
+        publisher=publisher,
+        streams=build_streams(settings, redis, market),
+        trigger_orders=TriggerOrderService(
+            settings=settings, sessions=sessions, chain=chain, marks=market.marks, clock=clock
+        ),
     )
 
 
 def _route_handlers() -> list[Any]:
-    return [*meta.routes(), *auth_routes(), *market_routes(), *instant_routes(), *notify_routes()]
+    return [
+        *meta.routes(),
+        *auth_routes(),
+        *market_routes(),
+        *instant_routes(),
+        *notify_routes(),
+        *ws_routes(),
+        *trigger_routes(),
+    ]
 
 
 def create_app(settings: Settings, services: Services | None = None, *, check_chain: bool = True) -> Litestar:
@@ -181,6 +206,8 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         try:
             yield
         finally:
+            await svc.streams.close()
+            await svc.publisher.close()
             if services is None:
                 await svc.redis.aclose()
                 await svc.engine.dispose()
@@ -201,6 +228,8 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         "instant_closes": meta.provide(svc.instant_closes),
         "instant_history": meta.provide(svc.instant_history),
         "notifications": meta.provide(svc.notifications),
+        "streams": meta.provide(svc.streams),
+        "trigger_orders": meta.provide(svc.trigger_orders),
         "principal": Provide(provide_principal),
     }
     return SolverApp(

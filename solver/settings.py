@@ -139,6 +139,67 @@ class RiskSettings(BaseModel):
     close_slippage: Decimal = Field(default=Decimal("0.01"), gt=0, lt=1)
 
 
+class HealthSettings(BaseModel):
+    """Account health and liquidation flags (trading-rules.md §6): the engine's health loop
+    (solver.risk.health_engine; the bands are explained in solver.risk.health_book)."""
+
+    consumer_group: str = Field(default="health", min_length=1)  # on the price stream
+    read_count: int = Field(default=500, ge=1)
+    read_block_ms: int = Field(default=200, ge=1, le=10_000)
+    poll_interval_s: float = Field(default=1, gt=0, le=60)  # quote mirror changes, balances, sweeps
+    mirror_overlap_s: float = Field(default=10, ge=0)  # re-read rows modified this long before the last seen
+    full_reload_s: float = Field(default=300, gt=0)  # reconcile the whole book with the mirror
+    min_band: Decimal = Field(default=Decimal("0.005"), gt=0, lt=1)  # other-symbol move a key covers, at least
+    max_band: Decimal = Field(default=Decimal("0.2"), gt=0, lt=1)  # and at most
+    balance_batch: int = Field(default=50, ge=0)  # allocated balances re-read per poll (flagged first)
+    balance_concurrency: int = Field(default=16, ge=1)  # chain reads in flight
+    snapshot_batch: int = Field(default=500, ge=0)  # health hashes refreshed per poll, round robin
+
+
+class PricingSettings(BaseModel):
+    """The price feed of `solver engine` (trading-rules.md §5). `binance`: the USDⓈ-M futures
+    mark-price stream (`.../stream?streams=!markPrice@arr@1s`, or a raw `/ws` URL, which gets a
+    SUBSCRIBE); `replay`: a seeded random walk from each symbol's reference_price, or the CSV
+    `replay_csv` (ts,symbol,price); `oracle`: poll the oracle (oracle.muon_urls) for each symbol."""
+
+    source: Literal["binance", "replay", "oracle"] = "replay"
+    binance_ws_url: str = "wss://fstream.binance.com/stream?streams=!markPrice@arr@1s"
+    silence_timeout_s: float = Field(default=5, gt=0)  # no frame this long: the socket is dead
+    reconnect_min_s: float = Field(default=0.5, gt=0)  # first backoff; doubles, with jitter
+    reconnect_max_s: float = Field(default=30, gt=0)  # backoff cap
+    max_clock_skew_s: float = Field(default=5, ge=0)  # drop ticks dated further in the future
+    replay_interval_s: float = Field(default=1, gt=0)
+    replay_seed: int = 7
+    replay_csv: Path | None = None
+    oracle_poll_s: float = Field(default=1, gt=0)
+    stream_maxlen: int = Field(default=100_000, ge=1000)  # approximate length of the price stream
+
+    @field_validator("binance_ws_url")
+    @classmethod
+    def _ws(cls, v: str) -> str:
+        if not v.startswith(("ws://", "wss://")):
+            raise ValueError("binance_ws_url must start with ws:// or wss://")
+        return v
+
+    @model_validator(mode="after")
+    def _backoff(self) -> PricingSettings:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
+
+class TriggerSettings(BaseModel):
+    """Stop loss / take profit (trading-rules.md §4): the API's checks and the engine's trigger loop."""
+
+    timestamp_tolerance_s: int = Field(default=60, ge=1)  # |request timestamp - now| allowed (replay)
+    max_close_attempts: int = Field(default=3, ge=1, le=20)  # closes tried (fresh price each) before `failed`
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)  # new/cancelled orders, arming, close outcomes
+    full_reload_s: float = Field(default=60, gt=0)  # rebuild the books from Postgres this often
+    chain_sweep_batch: int = Field(default=20, ge=0)  # armed positions re-read on chain per poll
+    consumer_group: str = Field(default="triggers", min_length=1)  # on the price stream
+    read_block_ms: int = Field(default=200, ge=1, le=10_000)
+
+
 class WorkerSettings(BaseModel):
     """The chain worker. Keys are secrets: give them by env (SOLVER_WORKER__SIGNER_PRIVATE_KEYS
     as a JSON list), in the order of chain.lanes."""
@@ -165,6 +226,17 @@ class OracleSettings(BaseModel):
     gateway_private_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8546, ge=1, le=65535)
+
+
+class WsSettings(BaseModel):
+    """WebSocket channels of the API (http-api.md §7)."""
+
+    upnl_interval_s: float = Field(default=2, gt=0, le=60)  # upnl-ws push period
+    upnl_cache_ttl_s: float = Field(default=1, gt=0, le=30)  # one account's balances, shared by replicas
+    funding_interval_s: float = Field(default=5, gt=0, le=300)  # funding-rate-ws push period
+    mark_interval_s: float = Field(default=1, gt=0, le=60)  # mark price stream period (`@1s` streams)
+    max_accounts: int = Field(default=100, ge=1, le=10_000)  # accounts one position-state-ws3 client follows
+    send_queue: int = Field(default=1000, ge=10)  # pushes buffered for a slow client before it is dropped
 
 
 class ApiSettings(BaseModel):
@@ -204,9 +276,13 @@ class Settings(BaseSettings):
     chain: ChainSettings = Field(default_factory=ChainSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     risk: RiskSettings = Field(default_factory=RiskSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     oracle: OracleSettings = Field(default_factory=OracleSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    ws: WsSettings = Field(default_factory=WsSettings)
     symbols: list[SymbolConfig] = Field(default_factory=list)
 
     @field_validator("database_url")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from redis.asyncio import Redis
 
 from solver.chain.calls import Calls
 from solver.chain.reader import ChainReader
@@ -23,6 +24,7 @@ from solver.chain.tx.node import TxNode
 from solver.core.clock import Clock, SystemClock
 from solver.core.errors import ConfigError
 from solver.db.engine import create_engine, session_factory
+from solver.notify.publish import NotificationPublisher, enable_publishing
 from solver.oracle.client import OracleClient
 from solver.quotes.lane import Lane
 from solver.quotes.steps import StepContext
@@ -82,16 +84,20 @@ async def build_worker(
         )
         closers.append(oracle)
     engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    # Notifications the lanes and the follower commit are pushed to WebSocket clients (any API replica).
+    publisher = NotificationPublisher(Redis.from_url(settings.redis_url), settings.redis_prefix, owns_redis=True)
+    enable_publishing(sessions, publisher)
     ctx = StepContext(
         settings=settings,
         calls=Calls(symmio=settings.chain.symmio_address, multi_account=settings.chain.multi_account_address),
         node=node,
         chain=chain,
         oracle=oracle,
-        sessions=session_factory(engine),
+        sessions=sessions,
         clock=clock or SystemClock(),
     )
-    closers.append(engine)
+    closers.extend([engine, publisher])
     lanes = [Lane(index=i, signer=acct, ctx=ctx, chain_id=chain_id) for i, acct in sorted(signers.items())]
     return Worker(lanes=lanes, ctx=ctx, closers=closers)
 

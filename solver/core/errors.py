@@ -100,6 +100,27 @@ class ErrorCode(Enum):
     INVALID_PAGE = (1513, 400, "The page start must be 0 or more and the page size from 1 to 100.")
     CANCEL_RETRY = (1514, 409, "The request is being handed to the chain right now. Please retry the cancel shortly.")
 
+    # stop loss / take profit 1600-1699 (http-api.md §4, trading-rules.md §4)
+    TRIGGER_TEMP_QUOTE_ID = (
+        1600,
+        400,
+        "This is a temporary quote id: wait for the real quote id of the position, then set the stop loss with it.",
+    )
+    TRIGGER_QUOTE_NOT_ACTIVE = (1601, 400, "A stop loss or take profit needs a position that is pending or open.")
+    TRIGGER_QUOTE_MISMATCH = (1602, 400, "The position side or symbol does not match this quote.")
+    TRIGGER_PRICE_MISSING = (1603, 400, "Set a take profit price, a stop loss price, or both.")
+    TRIGGER_PRICES_EQUAL = (1604, 400, "The take profit and stop loss prices must differ.")
+    TRIGGER_WOULD_FIRE_NOW = (1605, 400, "This trigger price would fire at once at the current mark price.")
+    TRIGGER_TIMESTAMP = (1606, 400, "The request timestamp is too far from now: check your clock and send a new one.")
+    TRIGGER_OWNER_MISMATCH = (1607, 403, "userAddress is not the wallet this access token was issued to.")
+    TRIGGER_NOT_FOUND = (1608, 404, "There is no active stop loss or take profit for this position.")
+    TRIGGER_ALREADY_FIRED = (
+        1609,
+        409,
+        "A stop loss or take profit of this position already fired: the position is being closed.",
+    )
+    TRIGGER_CLOSE_FAILED = (1610, 400, "The solver could not close the position after the trigger fired.")
+
     @property
     def code(self) -> int:
         return self.value[0]

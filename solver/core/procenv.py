@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import SecretStr
-
-_GROUPS = ("chain", "auth", "risk", "oracle", "api", "worker")
+from pydantic import BaseModel, SecretStr
 
 
 def _plain(value: Any) -> Any:
@@ -30,7 +28,9 @@ def settings_env(settings: Any) -> dict[str, str]:
         "SOLVER_REDIS_PREFIX": settings.redis_prefix,
         "SOLVER_LOG_LEVEL": settings.log_level,
     }
-    for group in _GROUPS:
-        dumped = getattr(settings, group).model_dump(mode="python")
-        env[f"SOLVER_{group.upper()}"] = json.dumps(_plain(dumped), default=str)
+    # Every settings group (a nested model), so a group added later is never silently dropped.
+    for group in type(settings).model_fields:
+        value = getattr(settings, group)
+        if isinstance(value, BaseModel):
+            env[f"SOLVER_{group.upper()}"] = json.dumps(_plain(value.model_dump(mode="python")), default=str)
     return env

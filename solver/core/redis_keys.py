@@ -15,3 +15,26 @@ def temp_quote_id_counter(prefix: str) -> str:
 def login_nonce(prefix: str, nonce: str) -> str:
     """One SIWE login nonce; the value is the lowercased account it was issued for."""
     return f"{prefix}nonce:{nonce}"
+
+
+def price_stream(prefix: str) -> str:
+    """Stream of every accepted price tick: fields symbol, price, ts (solver.pricing.stream).
+
+    The latest price per symbol is `{prefix}price:{SYMBOL}` (solver.pricing.cache)."""
+    return f"{prefix}prices:stream"
+
+
+def notify_channel(prefix: str, account: str) -> str:
+    """Pub/sub channel of one account's notifications (EIP-55 account); each message is the
+    http-api.md §6 notification object as JSON, published after the writer's commit."""
+    return f"{prefix}notify:{account}"
+
+
+def upnl_cache(prefix: str, account: str) -> str:
+    """upnl-ws: one account's balance frame, kept ~1 s so replicas share one chain read."""
+    return f"{prefix}ws:upnl:{account}"
+
+
+def upnl_lock(prefix: str, account: str) -> str:
+    """upnl-ws: held (SET NX PX) by the replica computing `upnl_cache` for that account."""
+    return f"{prefix}ws:upnl_lock:{account}"

@@ -2,7 +2,7 @@
 
 anvil (npm) with the project's contracts deployed and demo accounts funded and delegated, a
 database and Redis (the ones in DATABASE_URL / REDIS_URL, else embedded engines in the data
-directory), migrations, then the local oracle, the replay price feed and the chain worker as
+directory), migrations, then the local oracle, the engine (replay price feed) and the chain worker as
 child processes (the same commands an operator runs, on this process's settings) and the API
 in this process. Prints the URLs and a ready demo account.
 """
@@ -120,7 +120,7 @@ def banner(settings: Settings, info: DevnetInfo, data_dir: Path) -> str:
             f"  API            {base}",
             f"  API docs       {base}/docs  (Swagger UI: {base}/docs/swagger)",
             f"  oracle (Muon)  {settings.oracle.muon_urls[0]}/v1/",
-            "  logs           {data_dir}/logs/ (worker, oracle, prices)",
+            "  logs           {data_dir}/logs/ (worker, oracle, engine)",
             f"  chain (anvil)  {info.rpc_url}  chain id {info.chain_id}",
             f"  MultiAccount   {info.multi_account}",
             f"  Symmio         {info.symmio}",
@@ -174,8 +174,8 @@ def run_dev(options: DevOptions) -> int:
         oracle = Child(["oracle"], settings, logs / "oracle.log")
         stack.callback(oracle.stop)
         _wait_http(f"{settings.oracle.muon_urls[0]}/health", oracle)
-        prices = Child(["prices", "--interval", "1"], settings, logs / "prices.log")
-        stack.callback(prices.stop)
+        engine = Child(["engine"], settings, logs / "engine.log")  # replay price feed by default
+        stack.callback(engine.stop)
         worker = Child(["worker"], settings, logs / "worker.log")
         stack.callback(worker.stop)
         print(banner(settings, info, options.data_dir), flush=True)

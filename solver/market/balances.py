@@ -76,6 +76,12 @@ class AccountBalances:
         now = int(self._clock.time())
         return {addr: _balance(state, marks, now) for addr, state in zip(addresses, states, strict=True)}
 
+    async def of_account(self, account: str) -> PartyABalance:
+        """One (checksummed) account, as `of_owner` reports each of an owner's accounts."""
+        state = await self._state(account)
+        marks = await self._marks.fresh_marks(q.symbol_id for q in state.positions)
+        return _balance(state, marks, int(self._clock.time()))
+
     async def upnl(self, account: str) -> Upnl:
         positions = _open(await _read(self._chain.open_positions(account)))
         marks = await self._marks.fresh_marks(q.symbol_id for q in positions)

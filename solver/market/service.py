@@ -229,6 +229,10 @@ class MarketService:
             )
         return await self._balances.of_owner(owner_addr)
 
+    async def account_balance(self, account: str) -> PartyABalance:
+        """Balances and uPnL of one sub-account (upnl-ws); 503 on a stale price, never zeros."""
+        return await self._balances.of_account(checksum(account, "account"))
+
     async def party_a_upnl(self, account: str) -> Upnl:
         return await self._balances.upnl(checksum(account, "account"))
 

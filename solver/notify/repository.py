@@ -1,7 +1,9 @@
 """Writing and reading notifications (http-api.md §6).
 
 Every writer passes an `event_key` naming what produced the record; the unique constraint
-makes a replayed chain event or a retried worker step a no-op instead of a duplicate.
+makes a replayed chain event or a retried worker step a no-op instead of a duplicate. A row
+written is also staged for its WebSocket push, published only once the transaction commits
+(solver.notify.publish).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from solver.db.models import ActionStatus, Notification, StateType, new_notification_id
 from solver.db.types import checksum_address
+from solver.notify.publish import stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,7 @@ class NewNotification:
 
 
 async def add(session: AsyncSession, n: NewNotification, *, now: datetime) -> bool:
-    """Insert unless its event_key exists; True when a row was written."""
+    """Insert unless its event_key exists; True when a row was written (and staged for its push)."""
     stmt = (
         insert(Notification)
         .values(
@@ -65,9 +68,13 @@ async def add(session: AsyncSession, n: NewNotification, *, now: datetime) -> bo
             modify_time=now,
         )
         .on_conflict_do_nothing(index_elements=["event_key"])
-        .returning(col(Notification.id))
+        .returning(Notification)
     )
-    return (await session.exec(stmt)).first() is not None
+    row = (await session.exec(stmt)).first()
+    if row is None:
+        return False
+    stage(session, row[0])
+    return True
 
 
 @dataclass(frozen=True, slots=True)

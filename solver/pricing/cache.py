@@ -2,11 +2,16 @@
 
 `ts` is the *source* timestamp (unix seconds). Readers compute the age; a missing price is
 missing, never 0, and an old price is never republished as new.
+
+`set` keeps a point unless the stored one is newer (an equal time overwrites); the feed uses
+`set_many_if_newer`, which also refuses an equal time, so a tick two engine replicas both receive
+is accepted (and appended to the price stream) exactly once.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -36,6 +41,17 @@ class PriceCache:
         # Only move forward in source time: a late, older tick never overwrites a newer one.
         await self._redis.eval(_SET_IF_NEWER, 1, self._key(point.symbol), payload, repr(point.ts))
 
+    async def set_many_if_newer(self, points: Sequence[PricePoint]) -> list[bool]:
+        """Store each point whose source time is strictly newer than the stored one (one round
+        trip); True for each point stored."""
+        if not points:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for point in points:
+            payload = json.dumps({"price": str(point.price), "ts": point.ts})
+            pipe.eval(_SET_IF_STRICTLY_NEWER, 1, self._key(point.symbol), payload, repr(point.ts))
+        return [bool(r) for r in await pipe.execute()]
+
     async def get(self, symbol: str) -> PricePoint | None:
         raw = await self._redis.get(self._key(symbol))
         return _decode(symbol, raw)
@@ -64,6 +80,16 @@ local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, obj = pcall(cjson.decode, cur)
   if ok and obj['ts'] and tonumber(obj['ts']) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+_SET_IF_STRICTLY_NEWER = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, obj = pcall(cjson.decode, cur)
+  if ok and obj['ts'] and tonumber(obj['ts']) >= tonumber(ARGV[2]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1

@@ -1,25 +1,20 @@
 """Replay price source for development, tests and benchmarks (trading-rules.md §5).
 
 A deterministic random walk per symbol from its configured reference price (a seed makes a run
-repeatable), or a CSV file of `ts,symbol,price` rows replayed at their pace. Each tick is written
-with its own source time to the latest-price keys: the same keys a live feed writes.
+repeatable), or a CSV file of `ts,symbol,price` rows replayed at their pace. The source adapter
+is solver.pricing.sources.ReplaySource: its ticks go through the same FeedRunner, latest-price
+keys and price stream as a live feed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import logging
 import random
-import time
 from collections.abc import Iterator, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
-from solver.pricing.cache import PriceCache, PricePoint
 from solver.settings import SymbolConfig
-
-log = logging.getLogger("solver.pricing")
 
 
 class RandomWalk:
@@ -46,46 +41,3 @@ def read_csv(path: Path) -> Iterator[tuple[float, str, Decimal]]:
             if not row or row[0].startswith("#") or row[0] == "ts":
                 continue
             yield float(row[0]), row[1].upper(), Decimal(row[2])
-
-
-async def run_replay(
-    cache: PriceCache,
-    symbols: Sequence[SymbolConfig],
-    stop: asyncio.Event,
-    *,
-    interval_s: float = 1.0,
-    seed: int = 7,
-    csv_path: Path | None = None,
-) -> None:
-    if csv_path is not None:
-        await _replay_csv(cache, csv_path, stop)
-        return
-    walk = RandomWalk(symbols, seed=seed)
-    prices = dict(walk.prices)
-    while not stop.is_set():
-        now = time.time()
-        for name, price in prices.items():
-            await cache.set(PricePoint(name, price, now))
-        prices = walk.tick()
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            continue
-
-
-async def _replay_csv(cache: PriceCache, path: Path, stop: asyncio.Event) -> None:
-    rows = list(read_csv(path))
-    if not rows:
-        log.warning("replay file %s has no rows", path)
-        return
-    start_src, start_wall = rows[0][0], time.time()
-    for ts, name, price in rows:
-        delay = (ts - start_src) - (time.time() - start_wall)
-        if delay > 0:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-                return
-            except TimeoutError:
-                pass
-        # Source time is the wall time of this replay, so consumers compute a real age.
-        await cache.set(PricePoint(name, price, time.time()))

@@ -37,6 +37,7 @@ from solver.quotes.schemas import InstantOpenBody
 from solver.quotes.service import chain_read, check_replay, parse_id, request_hash
 from solver.quotes.temp_ids import TempIdAllocator
 from solver.risk.account import Locked, Position, upnl
+from solver.risk.flags import ReduceOnlyFlags
 from solver.risk.gate import AccountSnapshot, Limits, OpenRequest, check_open
 from solver.settings import Settings, SymbolConfig
 
@@ -68,6 +69,7 @@ class InstantOpenService:
         stats: MarketStats,
         temp_ids: TempIdAllocator,
         clock: Clock,
+        flags: ReduceOnlyFlags | None = None,  # liquidation flags set by the engine's health loop
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -76,6 +78,7 @@ class InstantOpenService:
         self._stats = stats
         self._temp_ids = temp_ids
         self._clock = clock
+        self._flags = flags
 
     # -- open -----------------------------------------------------------------------------------
 
@@ -121,7 +124,9 @@ class InstantOpenService:
         mark = (await self._marks.fresh(sym)).price
         lanes = self._settings.chain.lanes
         lane = lane_for(account, len(lanes))
-        view, used = await asyncio.gather(self._chain_view(account, lanes[lane]), self._stats.used_notional_by_symbol())
+        view, used, reduce_only = await asyncio.gather(
+            self._chain_view(account, lanes[lane]), self._stats.used_notional_by_symbol(), self._reduce_only(account)
+        )
         notional = _CTX.multiply(req.quantity, req.price)
         party_bmm = round_to_wei(_CTX.divide(_CTX.multiply(notional, sym.party_bmm_percent), Decimal(100)))
         now = self._clock.now()
@@ -142,7 +147,7 @@ class InstantOpenService:
                 pending_instant_opens=await queries.pending_open_count(session, account),
                 open_positions=view.open_positions,
                 delegated=view.delegated,
-                reduce_only=False,  # no liquidation flag exists yet (the engine will set one)
+                reduce_only=reduce_only,
             )
             limits = Limits(
                 max_pending_instant_opens=self._settings.risk.max_pending_instant_opens,
@@ -248,6 +253,9 @@ class InstantOpenService:
             open_positions=len(open_),
             delegated=delegated,
         )
+
+    async def _reduce_only(self, account: str) -> bool:
+        return self._flags is not None and await self._flags.is_flagged(account)
 
     def _symbol(self, symbol_id: int) -> SymbolConfig:
         sym = self._settings.symbol(symbol_id)

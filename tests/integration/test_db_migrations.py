@@ -33,8 +33,9 @@ TABLES = {
     "tx_attempt",
     "follower_cursor",
     "follower_block",
+    "trigger_order",
 }
-HEAD = "0002"  # the newest revision in alembic/versions
+HEAD = "0003"  # the newest revision in alembic/versions
 
 # Catalog queries describing a schema independently of SQLAlchemy: every column, constraint
 # (with its full definition) and index (with its full definition, partial predicate included).

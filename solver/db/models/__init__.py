@@ -27,6 +27,13 @@ from solver.db.models.outbox import (
     TxStatus,
 )
 from solver.db.models.quote import Quote
+from solver.db.models.trigger_order import (
+    TRIGGER_ACTIVE,
+    TRIGGER_TERMINAL,
+    TriggerKind,
+    TriggerOrder,
+    TriggerStatus,
+)
 
 __all__ = [
     "INSTANT_CLOSE_ACTIVE",
@@ -34,6 +41,8 @@ __all__ = [
     "INSTANT_OPEN_TERMINAL",
     "INTENT_OPEN",
     "NAMING_CONVENTION",
+    "TRIGGER_ACTIVE",
+    "TRIGGER_TERMINAL",
     "ActionStatus",
     "AuditLog",
     "ChainTx",
@@ -48,6 +57,9 @@ __all__ = [
     "Notification",
     "Quote",
     "StateType",
+    "TriggerKind",
+    "TriggerOrder",
+    "TriggerStatus",
     "TxAttempt",
     "TxIntent",
     "TxStatus",

@@ -116,13 +116,17 @@ async def run_worker(worker: Worker, stop: asyncio.Event, *, follow_events: bool
 
 
 async def close_worker(worker: Worker) -> None:
+    """Close what the worker opened; each step bounded, so a stuck close never hangs a stop."""
     for c in worker.closers:
         close = getattr(c, "close", None) or getattr(c, "dispose", None)
-        if close is not None:
-            try:
-                await close()
-            except Exception:  # best effort at shutdown
-                log.debug("close failed", exc_info=True)
+        if close is None:
+            continue
+        try:
+            await asyncio.wait_for(close(), timeout=10)
+        except TimeoutError:
+            log.warning("closing %s took over 10 s; moving on", type(c).__name__)
+        except Exception:  # best effort at shutdown
+            log.debug("close failed", exc_info=True)
 
 
 async def _follow(worker: Worker, stop: asyncio.Event) -> None:

@@ -13,5 +13,16 @@ from datetime import UTC, datetime, timedelta
 
 
 def chain_stamp(block_time: int, block_number: int, log_index: int) -> datetime:
-    fraction = timedelta(milliseconds=block_number % 1000, microseconds=min(max(log_index, 0), 999))
+    # +1 µs: a chain fact is never dated exactly at the whole second a request is dated at.
+    fraction = timedelta(milliseconds=block_number % 1000, microseconds=min(max(log_index, 0), 998) + 1)
     return datetime.fromtimestamp(block_time, UTC) + fraction
+
+
+def request_stamp(now: datetime) -> datetime:
+    """The create time of a notification the API writes when it accepts a request.
+
+    Block timestamps have whole seconds, so a chain fact of the same second is dated
+    `second + fraction`; dating the request at the start of its second keeps it before
+    everything that follows from it on chain, in the same newest-first history.
+    """
+    return now.replace(microsecond=0)

@@ -25,6 +25,7 @@ from solver.db.models import InstantCloseStatus as C
 from solver.devnet.deploy import DELEGATED_SIGNATURES, selector
 from solver.market.marks import MarkPrices
 from solver.notify import repository as notify
+from solver.notify.ordering import request_stamp
 from solver.quotes import queries
 from solver.quotes import repository as repo
 from solver.quotes.outbox import cancel_if_queued, enqueue, intent_key, intents_of_close
@@ -222,7 +223,7 @@ class InstantCloseService:
                 event_key=f"instant_close:{row.id}:{step}",
                 quote_id=row.quote_id,
             ),
-            now=now,
+            now=request_stamp(now),
         )
 
 

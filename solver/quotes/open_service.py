@@ -30,6 +30,7 @@ from solver.devnet.deploy import DELEGATED_SIGNATURES, selector
 from solver.market.marks import MarkPrices
 from solver.market.repository import OPEN_STATUSES, MarketStats
 from solver.notify import repository as notify
+from solver.notify.ordering import request_stamp
 from solver.quotes import queries
 from solver.quotes import repository as repo
 from solver.quotes.outbox import cancel_if_queued, enqueue, intent_key, intents_of_open, lane_for
@@ -192,7 +193,7 @@ class InstantOpenService:
                     temp_quote_id=row.temp_quote_id,
                     order_type=row.order_type,
                 ),
-                now=now,
+                now=request_stamp(now),
             )
         return row
 
@@ -345,7 +346,7 @@ class InstantOpenService:
                 temp_quote_id=row.temp_quote_id,
                 order_type=row.order_type,
             ),
-            now=now,
+            now=request_stamp(now),
         )
 
 

@@ -34,12 +34,12 @@ STEPS: dict[IntentKind, Step] = {
     IntentKind.SEND_QUOTE: SendQuoteStep(),
     IntentKind.OPEN_QUOTE: OpenQuoteStep(),
     IntentKind.CANCEL_QUOTE: CancelQuoteStep(),
-    IntentKind.ACCEPT_CANCEL: AcceptCancelStep(),
+    IntentKind.ACCEPT_CANCEL: AcceptCancelStep,
     IntentKind.ALLOCATE_FOR_PARTY_B: AllocateStep(),
     IntentKind.CLOSE_REQUEST: CloseRequestStep(),
     IntentKind.FILL_CLOSE: FillCloseStep(),
     IntentKind.CANCEL_CLOSE: CancelCloseStep(),
-    IntentKind.ACCEPT_CANCEL_CLOSE: AcceptCancelCloseStep(),
+    IntentKind.ACCEPT_CANCEL_CLOSE: AcceptCancelCloseStep,
 }
 
 # A nonce the chain has used while none of our hashes for it has a receipt, for this long: some

@@ -23,6 +23,7 @@ from solver.db.models import InstantOpen, InstantOpenStatus, IntentKind, IntentS
 from solver.oracle.client import OracleError
 from solver.quotes import repository as repo
 from solver.quotes.steps import (
+    AcceptStep,
     Outcome,
     Plan,
     StepContext,
@@ -434,25 +435,8 @@ class CancelQuoteStep:
             )
 
 
-class AcceptCancelStep:
-    async def plan(self, ctx: StepContext, lane_address: str, intents: list[TxIntent]) -> Plan | None:
-        (intent,) = intents
-        assert intent.quote_id is not None
-        data = ctx.calls.accept_cancel(intent.quote_id)
-        try:
-            gas = await ctx.preflight(lane_address, ctx.calls.symmio, data)
-        except Revert:
-            q = await ctx.chain.quote(intent.quote_id)
-            async with ctx.sessions() as session:
-                row = await _row(session, intent, lock=True)
-                await finish(ctx, session, intent, IntentStatus.DONE)
-                await resolve_from_chain(ctx, session, row, q, intent)
-                await session.commit()
-            return None
-        return Plan(intents=[intent], to=ctx.calls.symmio, data=data, gas_limit=gas)
+async def _locked_row(session: AsyncSession, intent: TxIntent) -> InstantOpen:
+    return await _row(session, intent, lock=True)
 
-    async def settle(self, ctx: StepContext, session: AsyncSession, intent: TxIntent, outcome: Outcome) -> None:
-        row = await _row(session, intent, lock=True)
-        await finish(ctx, session, intent, IntentStatus.DONE if outcome.ok else IntentStatus.FAILED)
-        assert intent.quote_id is not None
-        await resolve_from_chain(ctx, session, row, await ctx.chain.quote(intent.quote_id), intent)
+
+AcceptCancelStep = AcceptStep(lambda calls, quote_id: calls.accept_cancel(quote_id), _locked_row, resolve_from_chain)

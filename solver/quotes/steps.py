@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import update
 from sqlmodel import col
@@ -22,6 +22,7 @@ from solver.chain.calls import Calls
 from solver.chain.errors import Revert
 from solver.chain.reader import ChainReader
 from solver.chain.tx.node import Receipt, TxNode
+from solver.chain.types import OnChainQuote
 from solver.core.clock import Clock
 from solver.core.errors import ErrorCode
 from solver.db import audit
@@ -36,6 +37,7 @@ from solver.settings import Settings, SymbolConfig
 log = logging.getLogger("solver.worker")
 
 Claim = Callable[[AsyncSession, datetime], Awaitable[bool]]
+R = TypeVar("R")
 
 
 @dataclass
@@ -105,6 +107,47 @@ class Step(Protocol):
     async def plan(self, ctx: StepContext, lane_address: str, intents: list[TxIntent]) -> Plan | None: ...
 
     async def settle(self, ctx: StepContext, session: AsyncSession, intent: TxIntent, outcome: Outcome) -> None: ...
+
+
+class AcceptStep(Generic[R]):
+    """PartyB's answer to a user's cancel (acceptCancelRequest / acceptCancelCloseRequest).
+
+    If the pre-flight refuses it, the request already ended some other way: settle the request
+    from the quote's state on chain. The open and close flows differ only in the calldata, how
+    their request row is loaded and how a quote state settles it.
+    """
+
+    def __init__(
+        self,
+        calldata: Callable[[Calls, int], str],
+        load: Callable[[AsyncSession, TxIntent], Awaitable[R]],
+        resolve: Callable[[StepContext, AsyncSession, R, OnChainQuote | None, TxIntent], Awaitable[bool]],
+    ) -> None:
+        self._calldata = calldata
+        self._load = load
+        self._resolve = resolve
+
+    async def plan(self, ctx: StepContext, lane_address: str, intents: list[TxIntent]) -> Plan | None:
+        (intent,) = intents
+        assert intent.quote_id is not None
+        data = self._calldata(ctx.calls, intent.quote_id)
+        try:
+            gas = await ctx.preflight(lane_address, ctx.calls.symmio, data)
+        except Revert:
+            q = await ctx.chain.quote(intent.quote_id)
+            async with ctx.sessions() as session:
+                row = await self._load(session, intent)
+                await finish(ctx, session, intent, IntentStatus.DONE)
+                await self._resolve(ctx, session, row, q, intent)
+                await session.commit()
+            return None
+        return Plan(intents=[intent], to=ctx.calls.symmio, data=data, gas_limit=gas)
+
+    async def settle(self, ctx: StepContext, session: AsyncSession, intent: TxIntent, outcome: Outcome) -> None:
+        row = await self._load(session, intent)
+        await finish(ctx, session, intent, IntentStatus.DONE if outcome.ok else IntentStatus.FAILED)
+        assert intent.quote_id is not None
+        await self._resolve(ctx, session, row, await ctx.chain.quote(intent.quote_id), intent)
 
 
 # --- helpers shared by the open and close steps -------------------------------------------------

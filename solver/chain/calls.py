@@ -107,13 +107,13 @@ class Calls:
         return self._s("allocateForPartyB", amount, to_checksum_address(party_a))
 
     # --- views (eth_call data) ---------------------------------------------------------------
-    def party_b_balance_calls(self, party_b: str, party_a: str) -> tuple[str, str, str, str]:
+    def party_b_balance_calls(self, party_b: str, party_a: str) -> tuple[str, str, str]:
+        """allocatedBalanceOfPartyB, lockedBalancesOfPartyB, pendingLockedBalancesOfPartyB."""
         b, a = to_checksum_address(party_b), to_checksum_address(party_a)
         return (
             self._s("allocatedBalanceOfPartyB", b, a),
             self._s("lockedBalancesOfPartyB", b, a),
             self._s("pendingLockedBalancesOfPartyB", b, a),
-            self._s("balanceOf", b),
         )
 
 

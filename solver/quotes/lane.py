@@ -279,9 +279,11 @@ class Lane:
 
         plans = await asyncio.gather(*(plan(g) for g in groups))
         started = 0
-        for p in plans:
-            if p is not None and await self._submit(p):
-                started += 1
+        if any(p is not None for p in plans):
+            fee_inputs = await self.ctx.node.fee_inputs()  # once per round, not per transaction
+            for p in plans:
+                if p is not None and await self._submit(p, fee_inputs):
+                    started += 1
         return started + sum(1 for p in plans if p is None)
 
     def _groups(self, candidates: list[TxIntent], busy: set[str]) -> list[list[TxIntent]]:
@@ -322,9 +324,9 @@ class Lane:
             "lane %s: planning %s %s failed (%s), retry in %.1f s", self.index, first.kind.value, first.id, exc, delay
         )
 
-    async def _submit(self, plan: Plan) -> bool:
+    async def _submit(self, plan: Plan, fee_inputs: tuple[int, int]) -> bool:
         assert self.next_nonce is not None
-        base_fee, tip = await self.ctx.node.fee_inputs()
+        base_fee, tip = fee_inputs
         try:
             fees = initial_fees(base_fee=base_fee, priority_fee=tip, cap=self._cap)
         except FeeCapExceeded as exc:

@@ -8,6 +8,7 @@ CANCEL_QUOTE so the user's pending margin is released, and the open ends `failed
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from typing import Any
@@ -307,10 +308,14 @@ class OpenQuoteStep:
         return Plan(intents=[intent], to=ctx.calls.symmio, data=data, gas_limit=gas, note={"fill": str(fill)})
 
     async def _collateral_short(self, ctx: StepContext, party_b: str, q: OnChainQuote, upnl_b: int) -> int:
-        alloc, locked, pending, _free = ctx.calls.party_b_balance_calls(party_b, q.party_a)
-        allocated = decode_uint(await ctx.node.call(party_b, ctx.calls.symmio, alloc))
-        used = decode_locked_b(await ctx.node.call(party_b, ctx.calls.symmio, locked))
-        used += decode_locked_b(await ctx.node.call(party_b, ctx.calls.symmio, pending))
+        alloc, locked, pending = ctx.calls.party_b_balance_calls(party_b, q.party_a)
+        # One block for the three reads, read concurrently: a consistent balance, one round trip.
+        block = await ctx.node.block_number()
+        raw_alloc, raw_locked, raw_pending = await asyncio.gather(
+            *(ctx.node.call(party_b, ctx.calls.symmio, data, block=block) for data in (alloc, locked, pending))
+        )
+        allocated = decode_uint(raw_alloc)
+        used = decode_locked_b(raw_locked) + decode_locked_b(raw_pending)
         need = q.locked.cva + q.locked.lf + q.locked.party_bmm
         available = allocated + upnl_b - used
         return max(0, need - available)

@@ -1,14 +1,16 @@
 """A trading bot against the solver's HTTP API (http-api.md §1-§3, §6), as a client writes it.
 
 Logs in with Sign-In with Ethereum, opens a 10x MARKET LONG on BTCUSDT, waits for the on-chain
-quote id, closes the whole position and prints the notifications. Plain HTTP only: nothing
-from the `solver` package is imported.
+quote id and closes the whole position. Then it opens a second one and protects it with a
+trailing stop loss (`POST /stop-loss`, moved up as the mark rises) until the solver's engine
+fires it and closes the position, and prints the notifications. Plain HTTP only: nothing from
+the `solver` package is imported.
 
     python examples/bot.py                          # demo account 0 of .data/devnet.json
     python examples/bot.py --base-url http://localhost:8000 --owner-key 0x… --account 0x…
 
 Options can also come from BOT_BASE_URL, BOT_OWNER_KEY, BOT_ACCOUNT, BOT_DEVNET_JSON.
-Exits 0 when the position was opened and closed, 1 with the server's error otherwise.
+Exits 0 when both positions were opened and closed, 1 with the server's error otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from eth_account.messages import encode_defunct
 
 POLL_S = 0.5
 TIMEOUT_S = 60.0
+TRAIL = Decimal("0.0005")  # the stop follows 0.05 % under the best mark seen
+STOP_TIMEOUT_S = 240.0
 WEI = Decimal("1e-18")
 
 
@@ -117,76 +121,135 @@ def poll(what: str, fetch: Any, match: Any) -> dict[str, Any]:
     fail(f"{what} did not settle in {TIMEOUT_S:.0f} s")
 
 
+def open_long(http: httpx.Client, auth: dict[str, str], account: str, symbol: dict[str, Any], leverage: int) -> Any:
+    """A MARKET LONG of the smallest sensible size, accepting up to 1 % above the mark; the
+    `GET /instant_open/{account}` item once it has its on-chain quote id."""
+    name = symbol["name"]
+    mark = mark_price(http, name)
+    locked = ok(http.get(f"/get_locked_params/{name}", params={"leverage": leverage}))
+    print(f"{name}: symbol id {symbol['symbol_id']}, mark {mark}, locked % at {leverage}x {locked}")
+    price_step = Decimal(1).scaleb(-symbol["price_precision"])
+    qty_step = Decimal(1).scaleb(-symbol["quantity_precision"])
+    price = (mark * Decimal("1.01")).quantize(price_step)
+    min_value = Decimal(str(symbol["min_acceptable_quote_value"]))  # cva + lf + partyAmm = N / L
+    quantity = max(Decimal("0.01"), (min_value * leverage / price).quantize(qty_step, rounding=ROUND_UP))
+    notional = quantity * price
+    # Locked values as frontends compute them: percentages of the margin N / L.
+    cva = notional * Decimal(locked["cva"]) / 100 / leverage
+    lf = notional * Decimal(locked["lf"]) / 100 / leverage
+    party_amm = notional * Decimal(locked["partyAmm"]) / 100 / leverage
+    party_bmm = notional * Decimal(locked["partyBmm"]) / 100
+    body = {
+        "symbolId": symbol["symbol_id"],
+        "positionType": 0,  # LONG
+        "orderType": 1,  # MARKET
+        "price": f"{price:f}",
+        "quantity": f"{quantity:f}",
+        "cva": human(cva),
+        "lf": human(lf),
+        "partyAmm": human(party_amm),
+        "partyBmm": human(party_bmm),
+        "maxFundingRate": symbol["max_funding_rate"],
+        "deadline": int(time.time()) + 600,
+    }
+    headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
+    accepted = ok(http.post("/instant_open", json=body, headers=headers))
+    temp_id = accepted["temp_quote_id"]
+    print(f"instant open accepted: LONG {quantity} {name} at <= {price}, temp quote id {temp_id}")
+
+    opened = poll(
+        f"instant open {temp_id}",
+        lambda: ok(http.get(f"/instant_open/{account}")),
+        lambda item: (
+            item["temp_quote_id"] == temp_id
+            and (item["status"] in ("failed", "cancelled") or (item["quote_id"] > 0 and item["status"] == "opened"))
+        ),
+    )
+    if opened["status"] != "opened":
+        fail(f"instant open {temp_id} {opened['status']}: {opened['error_code']} {opened['error_message']}")
+    print(f"opened: quote id {opened['quote_id']} (temp {temp_id}) {json.dumps(opened)}")
+    return opened
+
+
+def close(http: httpx.Client, auth: dict[str, str], account: str, symbol: dict[str, Any], opened: Any) -> None:
+    """Close the whole position at up to 1 % under the mark and wait for the fill."""
+    quote_id = opened["quote_id"]
+    price_step = Decimal(1).scaleb(-symbol["price_precision"])
+    close_price = (mark_price(http, symbol["name"]) * Decimal("0.99")).quantize(price_step)
+    body = {"quote_id": quote_id, "quantity_to_close": opened["quantity"], "close_price": f"{close_price:f}"}
+    print(f"instant close: {ok(http.post('/instant_close', json=body, headers=auth))['message']}")
+    closed = poll(
+        f"instant close of {quote_id}",
+        lambda: ok(http.get(f"/instant_close/{account}")),
+        lambda item: item["quote_id"] == quote_id and item["status"] in ("filled", "failed", "cancelled"),
+    )
+    if closed["status"] != "filled":
+        fail(f"instant close of {quote_id} {closed['status']}: {json.dumps(closed)}")
+    print(f"closed: quote id {quote_id} filled {closed['quantity_to_close']} at >= {closed['close_price']}")
+
+
+def trailing_stop(
+    http: httpx.Client, auth: dict[str, str], *, owner: str, account: str, symbol: dict[str, Any], opened: Any
+) -> None:
+    """Keep a stop loss TRAIL under the best mark seen (re-posting replaces the active one) until
+    the engine fires it; the solver then closes the position on its own."""
+    quote_id = opened["quote_id"]
+    price_step = Decimal(1).scaleb(-symbol["price_precision"])
+    stop: Decimal | None = None
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        orders = [o for o in ok(http.get(f"/stop-loss/{account}", headers=auth)) if o["quote_id"] == quote_id]
+        fired = next((o for o in orders if o["kind"] == "stop_loss" and o["status"] in ("triggered", "filled")), None)
+        if fired is not None:
+            print(f"stop loss fired: mark {fired['fire_mark']} crossed {fired['trigger_price']}")
+            break
+        level = (mark_price(http, symbol["name"]) * (1 - TRAIL)).quantize(price_step)
+        if stop is None or level > stop:
+            body = {
+                "userAddress": owner,
+                "accountAddress": account,
+                "positionSide": 0,
+                "symbolId": symbol["symbol_id"],
+                "requestedPrice": opened["requested_open_price"],
+                "quoteId": quote_id,
+                "tpPrice": "",
+                "slPrice": f"{level:f}",
+                "timestamp": int(time.time() * 1000),
+            }
+            resp = http.post("/stop-loss", json=body, headers=auth)
+            if resp.status_code == 200:
+                stop = level
+                print(f"stop loss at {level}")
+            elif resp.status_code != 400:  # 400: the mark fell under the level meanwhile; look again
+                ok(resp)
+        time.sleep(POLL_S)
+    else:
+        fail(f"the stop loss of {quote_id} did not fire in {STOP_TIMEOUT_S:.0f} s")
+    closed = poll(
+        f"stop loss close of {quote_id}",
+        lambda: ok(http.get(f"/instant_close/{account}")),
+        lambda item: item["quote_id"] == quote_id and item["status"] in ("filled", "failed", "cancelled"),
+    )
+    if closed["status"] != "filled":
+        fail(f"the stop loss close of {quote_id} {closed['status']}: {json.dumps(closed)}")
+    print(f"stopped out: quote id {quote_id} filled {closed['quantity_to_close']} at >= {closed['close_price']}")
+
+
 def trade(base: str, key: str, account: str, *, chain_id: int, name: str, leverage: int) -> None:
     with httpx.Client(base_url=base, timeout=15) as http:
         token = login(http, base, key, account, chain_id)
         auth = {"Authorization": f"Bearer {token}"}
-
+        owner = Account.from_key(key).address
         symbols = ok(http.get("/contract-symbols"))["symbols"]
         symbol = next((s for s in symbols if s["name"] == name), None) or fail(f"no symbol {name}")
-        mark = mark_price(http, name)
-        locked = ok(http.get(f"/get_locked_params/{name}", params={"leverage": leverage}))
-        print(f"{name}: symbol id {symbol['symbol_id']}, mark {mark}, locked % at {leverage}x {locked}")
 
-        # MARKET LONG: accept up to 1% above the mark; the smallest sensible size.
-        price_step = Decimal(1).scaleb(-symbol["price_precision"])
-        qty_step = Decimal(1).scaleb(-symbol["quantity_precision"])
-        price = (mark * Decimal("1.01")).quantize(price_step)
-        min_value = Decimal(str(symbol["min_acceptable_quote_value"]))  # cva + lf + partyAmm = N / L
-        quantity = max(Decimal("0.01"), (min_value * leverage / price).quantize(qty_step, rounding=ROUND_UP))
-        notional = quantity * price
-        # Locked values as frontends compute them: percentages of the margin N / L.
-        cva = notional * Decimal(locked["cva"]) / 100 / leverage
-        lf = notional * Decimal(locked["lf"]) / 100 / leverage
-        party_amm = notional * Decimal(locked["partyAmm"]) / 100 / leverage
-        party_bmm = notional * Decimal(locked["partyBmm"]) / 100
-        body = {
-            "symbolId": symbol["symbol_id"],
-            "positionType": 0,  # LONG
-            "orderType": 1,  # MARKET
-            "price": f"{price:f}",
-            "quantity": f"{quantity:f}",
-            "cva": human(cva),
-            "lf": human(lf),
-            "partyAmm": human(party_amm),
-            "partyBmm": human(party_bmm),
-            "maxFundingRate": symbol["max_funding_rate"],
-            "deadline": int(time.time()) + 600,
-        }
-        headers = {**auth, "Idempotency-Key": str(uuid.uuid4())}
-        accepted = ok(http.post("/instant_open", json=body, headers=headers))
-        temp_id = accepted["temp_quote_id"]
-        print(f"instant open accepted: LONG {quantity} {name} at <= {price}, temp quote id {temp_id}")
-
-        opened = poll(
-            f"instant open {temp_id}",
-            lambda: ok(http.get(f"/instant_open/{account}")),
-            lambda item: (
-                item["temp_quote_id"] == temp_id
-                and (item["status"] in ("failed", "cancelled") or (item["quote_id"] > 0 and item["status"] == "opened"))
-            ),
-        )
-        if opened["status"] != "opened":
-            fail(f"instant open {temp_id} {opened['status']}: {opened['error_code']} {opened['error_message']}")
-        quote_id = opened["quote_id"]
-        print(f"opened: quote id {quote_id} (temp {temp_id}) {json.dumps(opened)}")
-
-        close_price = (mark_price(http, name) * Decimal("0.99")).quantize(price_step)
-        close = {"quote_id": quote_id, "quantity_to_close": opened["quantity"], "close_price": f"{close_price:f}"}
-        print(f"instant close: {ok(http.post('/instant_close', json=close, headers=auth))['message']}")
-
-        closed = poll(
-            f"instant close of {quote_id}",
-            lambda: ok(http.get(f"/instant_close/{account}")),
-            lambda item: item["quote_id"] == quote_id and item["status"] in ("filled", "failed", "cancelled"),
-        )
-        if closed["status"] != "filled":
-            fail(f"instant close of {quote_id} {closed['status']}: {json.dumps(closed)}")
-        print(f"closed: quote id {quote_id} filled {closed['quantity_to_close']} at >= {closed['close_price']}")
+        close(http, auth, account, symbol, open_long(http, auth, account, symbol, leverage))
+        opened = open_long(http, auth, account, symbol, leverage)
+        trailing_stop(http, auth, owner=owner, account=account, symbol=symbol, opened=opened)
 
         history = ok(http.post("/position-state/0/20", json={"address": account}))
         print(f"notifications ({history['count']} in all), newest first:")
-        for n in history["position_state"][:10]:
+        for n in history["position_state"][:12]:
             filled = n["filled_amount_close"] or n["filled_amount_open"] or ""
             price_s = n["avg_price_close"] or n["avg_price_open"] or ""
             print(

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -126,7 +127,8 @@ def test_dev_stack_serves_login_and_balances(dev_stack: DevStack) -> None:
 
 
 def test_example_bot_opens_and_closes(dev_stack: DevStack) -> None:
-    """examples/bot.py as a user runs it against `solver dev`: login, open, close, notifications."""
+    """examples/bot.py as a user runs it against `solver dev`: login, open, close, then a second
+    position under a trailing stop loss that the engine fires on the replayed prices."""
     base, _, data_dir = dev_stack
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOT_")}
     started = time.monotonic()
@@ -137,7 +139,7 @@ def test_example_bot_opens_and_closes(dev_stack: DevStack) -> None:
         check=False,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=360,
     )
     output = run.stdout + run.stderr
     logs = "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in (data_dir / "logs").glob("*.log"))
@@ -149,3 +151,10 @@ def test_example_bot_opens_and_closes(dev_stack: DevStack) -> None:
     assert quote_id > 0, output
     assert re.search(rf"^closed: quote id {quote_id} filled ", output, re.MULTILINE), output
     assert "FillOrderInstantClose" in output, output
+    # The second position: a trailing stop loss the engine fires on the replayed prices.
+    opens = [int(m) for m in re.findall(r"^opened: quote id (\d+)", output, re.MULTILINE)]
+    assert len(opens) == 2 and opens[1] != quote_id, output
+    fired = re.search(r"^stop loss fired: mark (\S+) crossed (\S+)$", output, re.MULTILINE)
+    assert fired, output
+    assert Decimal(fired.group(1)) <= Decimal(fired.group(2)), output  # a LONG's stop fires at or under it
+    assert re.search(rf"^stopped out: quote id {opens[1]} filled ", output, re.MULTILINE), output

@@ -120,9 +120,11 @@ def register_loops(engine: Engine) -> None:
     """The loops that consume the price stream, each with its own consumer group."""
     from solver.orders import trigger_engine
     from solver.risk import health_engine
+    from solver.strategy import strategy_engine
 
     trigger_engine.register(engine)
     health_engine.register(engine)
+    strategy_engine.register(engine)
 
 
 async def run_engine(engine: Engine, stop: asyncio.Event) -> None:

@@ -200,6 +200,16 @@ class TriggerSettings(BaseModel):
     read_block_ms: int = Field(default=200, ge=1, le=10_000)
 
 
+class StrategySettings(BaseModel):
+    """Strategy orders, LIMIT and DCA (trading-rules.md §3): the engine's strategy loop."""
+
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)  # new/cancelled orders, sub-order outcomes
+    suborder_deadline_s: int = Field(default=120, ge=10, le=86_400)  # the deadline of each sub-order's quote
+    concurrency: int = Field(default=8, ge=1, le=256)  # orders stepped at once
+    consumer_group: str = Field(default="strategies", min_length=1)  # on the price stream
+    read_block_ms: int = Field(default=200, ge=1, le=10_000)
+
+
 class WorkerSettings(BaseModel):
     """The chain worker. Keys are secrets: give them by env (SOLVER_WORKER__SIGNER_PRIVATE_KEYS
     as a JSON list), in the order of chain.lanes."""
@@ -280,6 +290,7 @@ class Settings(BaseSettings):
     oracle: OracleSettings = Field(default_factory=OracleSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     triggers: TriggerSettings = Field(default_factory=TriggerSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ws: WsSettings = Field(default_factory=WsSettings)

@@ -34,8 +34,10 @@ TABLES = {
     "follower_cursor",
     "follower_block",
     "trigger_order",
+    "strategy_order",
+    "strategy_suborder",
 }
-HEAD = "0003"  # the newest revision in alembic/versions
+HEAD = "0004"  # the newest revision in alembic/versions
 
 # Catalog queries describing a schema independently of SQLAlchemy: every column, constraint
 # (with its full definition) and index (with its full definition, partial predicate included).

@@ -27,6 +27,16 @@ from solver.db.models.outbox import (
     TxStatus,
 )
 from solver.db.models.quote import Quote
+from solver.db.models.strategy_order import (
+    STRATEGY_LIVE,
+    STRATEGY_TERMINAL,
+    SUBORDER_LIVE,
+    StrategyOrder,
+    StrategyStatus,
+    StrategySubOrder,
+    StrategyType,
+    SubOrderStatus,
+)
 from solver.db.models.trigger_order import (
     TRIGGER_ACTIVE,
     TRIGGER_TERMINAL,
@@ -41,6 +51,9 @@ __all__ = [
     "INSTANT_OPEN_TERMINAL",
     "INTENT_OPEN",
     "NAMING_CONVENTION",
+    "STRATEGY_LIVE",
+    "STRATEGY_TERMINAL",
+    "SUBORDER_LIVE",
     "TRIGGER_ACTIVE",
     "TRIGGER_TERMINAL",
     "ActionStatus",
@@ -57,6 +70,11 @@ __all__ = [
     "Notification",
     "Quote",
     "StateType",
+    "StrategyOrder",
+    "StrategyStatus",
+    "StrategySubOrder",
+    "StrategyType",
+    "SubOrderStatus",
     "TriggerKind",
     "TriggerOrder",
     "TriggerStatus",

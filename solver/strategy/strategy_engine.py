@@ -1,0 +1,606 @@
+"""The LIMIT / DCA loop of `solver engine` (trading-rules.md §3).
+
+In solver.engine.register_loops: `strategy_engine.register(engine)`.
+
+- **ticks** (consumer group `strategy.consumer_group` on the price stream): a fresh tick asks the
+  book (solver.strategy.book) for the orders it makes eligible (LIMIT) or that are due (DCA) and
+  steps each one.
+- **poll** (every `strategy.poll_interval_s`): settles sub-orders whose instant open ended,
+  re-sends sub-orders a crash left half-sent, picks up orders the API created or cancelled,
+  cancels the orders of accounts flagged for liquidation, and steps due DCA orders with the
+  latest fresh price even when no tick comes.
+
+A step locks the order row (`SELECT … FOR UPDATE`, as the API's cancel does), asks the rules
+(solver.strategy.rules.decide) on a fresh mark, and either finishes the order or writes a
+`sending` sub-order together with its counters: its margin leaves `current_input_amount` and it
+consumes an invocation. The sub-order then goes through the instant open service (the same
+gate, temp ids and outbox as a trader's own open) under the Idempotency-Key
+`strategy:{order}:{invocation}`: a crash between the two re-sends the identical request, which
+returns the open already stored instead of making a second one. Settlement (opened or failed)
+is one transaction with the counters and the notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from solver.chain.reader import ChainReader
+from solver.core.clock import Clock, SystemClock
+from solver.core.errors import ErrorCode, SolverError
+from solver.db.engine import SessionFactory, session_scope
+from solver.db.models import (
+    INSTANT_OPEN_TERMINAL,
+    STRATEGY_LIVE,
+    InstantOpen,
+    InstantOpenStatus,
+    Quote,
+    StrategyOrder,
+    StrategyStatus,
+    StrategySubOrder,
+    SubOrderStatus,
+)
+from solver.market.marks import MarkPrices
+from solver.pricing.cache import PriceCache, PricePoint
+from solver.pricing.stream import PriceStream, StreamTick
+from solver.quotes.open_service import InstantOpenService
+from solver.quotes.schemas import InstantOpenBody
+from solver.risk.flags import ReduceOnlyFlags
+from solver.settings import Settings
+from solver.strategy import notes, rules
+from solver.strategy.book import StrategyBook
+from solver.strategy.suborders import apply_progress, entry_of, market_of, open_body, progress_of, terms_of, unix
+
+log = logging.getLogger("solver.strategy.engine")
+
+SYNC_MARGIN = timedelta(seconds=5)  # re-read rows changed this long before the last poll
+RESEND_AFTER = timedelta(seconds=5)  # a `sending` sub-order this old was cut off by a crash
+READ_COUNT = 500
+# Refusals that end the order rather than consume a retry (trading-rules.md §3).
+SYSTEM_CANCEL = {
+    ErrorCode.NOT_DELEGATED: "The account no longer delegates opening positions to the solver.",
+    ErrorCode.REDUCE_ONLY: "The account is flagged for liquidation.",
+    ErrorCode.SYMBOL_NOT_TRADABLE: "The symbol is no longer open for trading.",
+}
+
+
+class Opens(Protocol):
+    async def open(self, account: str, body: InstantOpenBody, key: str | None) -> InstantOpen: ...
+
+
+class StrategyEngine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: SessionFactory,
+        redis: Redis,
+        opens: Opens,
+        clock: Clock | None = None,
+        stream: PriceStream | None = None,
+        consumer: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._symbols = {s.symbol_id: s for s in settings.symbols}
+        self._by_name = {s.name: s for s in settings.symbols}
+        self._sessions = sessions
+        self._opens = opens
+        self._clock = clock or SystemClock()
+        self._marks = MarkPrices(settings=settings, prices=PriceCache(redis, settings.redis_prefix), clock=self._clock)
+        self._flags = ReduceOnlyFlags(redis, settings.redis_prefix)
+        self._stream = stream or PriceStream(redis, settings.redis_prefix)
+        self.group = group or settings.strategy.consumer_group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.book = StrategyBook()
+        self._accounts: dict[int, str] = {}  # live order id -> account
+        self._stepping: set[int] = set()
+        self._slots = asyncio.Semaphore(settings.strategy.concurrency)
+        self._synced_at: datetime | None = None
+        self._last_ts: dict[int, float] = {}
+        self.stats: Counter[str] = Counter()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._stream.ensure_group(self.group)
+        await self.reload()
+        tasks = [
+            asyncio.create_task(self._tick_loop(stop), name="strategy-ticks"),
+            asyncio.create_task(self._poll_loop(stop), name="strategy-poll"),
+        ]
+        waiter = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not waiter:
+                    t.result()
+        finally:
+            for t in [*tasks, waiter]:
+                t.cancel()
+            await asyncio.gather(*tasks, waiter, return_exceptions=True)
+
+    async def _tick_loop(self, stop: asyncio.Event) -> None:
+        block = self._settings.strategy.read_block_ms
+        while not stop.is_set():
+            try:
+                ticks = await self._stream.read_group(self.group, self.consumer, READ_COUNT, block)
+                await self._handle(ticks)
+            except (asyncio.CancelledError, AssertionError):
+                raise
+            except Exception:
+                log.exception("strategy engine: reading price ticks failed")
+                await _sleep(stop, 1.0)
+
+    async def _poll_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+            except (asyncio.CancelledError, AssertionError):
+                raise
+            except Exception:
+                log.exception("strategy engine: poll failed")
+            await _sleep(stop, self._settings.strategy.poll_interval_s)
+
+    async def _handle(self, ticks: Sequence[StreamTick]) -> None:
+        # Only the newest tick of each symbol in a batch matters.
+        newest: dict[str, PricePoint] = {}
+        for t in ticks:
+            newest[t.point.symbol.upper()] = t.point
+        for point in newest.values():
+            await self.on_tick(point)
+        if ticks:
+            await self._stream.ack(self.group, *[t.id for t in ticks])
+
+    # --- ticks -----------------------------------------------------------------------------
+
+    async def on_tick(self, point: PricePoint) -> int:
+        """Step the orders a fresh tick makes eligible or finds due; how many were stepped."""
+        sym = self._by_name.get(point.symbol.upper())
+        if sym is None:
+            return 0
+        last = self._last_ts.get(sym.symbol_id)
+        if last is not None and point.ts <= last:
+            return 0
+        self._last_ts[sym.symbol_id] = point.ts
+        if not (point.price.is_finite() and point.price > 0) or not self._marks.is_fresh(point):
+            self.stats["stale_ticks"] += 1
+            return 0
+        now = Decimal(str(self._clock.time()))
+        ids = [oid for oid in self.book.candidates(sym.symbol_id, point.price, now) if oid not in self._stepping]
+        if ids:
+            await asyncio.gather(*(self.step(oid) for oid in ids))
+        return len(ids)
+
+    # --- poll ------------------------------------------------------------------------------
+
+    async def poll_once(self) -> None:
+        await self.settle()
+        await self.resend_cut_off()
+        await self.sync()
+        await self._cancel_flagged()
+        await self._finish_pending_cancels()
+        points = await self._marks.latest(s for s in self._settings.symbols if s.symbol_id in self.book.symbols())
+        for point in points.values():
+            self._last_ts.pop(self._by_name[point.symbol.upper()].symbol_id, None)  # let the same price step again
+            await self.on_tick(point)
+
+    async def reload(self) -> None:
+        async with self._sessions() as s:
+            now = await _db_now(s)
+            rows = list((await s.exec(select(StrategyOrder).where(col(StrategyOrder.status).in_(STRATEGY_LIVE)))).all())
+        self.book = StrategyBook()
+        self._accounts.clear()
+        for row in rows:
+            self._apply(row)
+        self._synced_at = now
+        self.stats["reloads"] += 1
+
+    async def sync(self) -> None:
+        if self._synced_at is None:
+            await self.reload()
+            return
+        async with self._sessions() as s:
+            now = await _db_now(s)
+            stmt = select(StrategyOrder).where(col(StrategyOrder.modify_time) >= self._synced_at - SYNC_MARGIN)
+            rows = list((await s.exec(stmt)).all())
+        for row in rows:
+            self._apply(row)
+        self._synced_at = now
+
+    def _apply(self, row: StrategyOrder) -> None:
+        assert row.id is not None
+        if row.id in self._stepping:
+            return  # the step puts it back from its own fresh read
+        if row.status not in STRATEGY_LIVE:
+            self.book.remove(row.id)
+            self._accounts.pop(row.id, None)
+            return
+        self._accounts[row.id] = row.account
+        if row.status == StrategyStatus.ACTIVE and row.active_transactions == 0:
+            self.book.add(entry_of(row))
+        else:
+            self.book.remove(row.id)
+
+    async def _cancel_flagged(self) -> None:
+        if not self._accounts:
+            return
+        flagged = set(await self._flags.all())
+        for oid, account in list(self._accounts.items()):
+            if account in flagged and oid not in self._stepping:
+                await self.step(oid, cancel_reason=SYSTEM_CANCEL[ErrorCode.REDUCE_ONLY])
+
+    async def _finish_pending_cancels(self) -> None:
+        async with self._sessions() as s:
+            stmt = select(StrategyOrder.id).where(
+                col(StrategyOrder.status) == StrategyStatus.REQUESTED_CANCELLATION,
+                col(StrategyOrder.active_transactions) == 0,
+            )
+            ids = [i for i in (await s.exec(stmt)).all() if i is not None]
+        for oid in ids:
+            await self.step(oid)
+
+    # --- one order -------------------------------------------------------------------------
+
+    async def step(self, order_id: int, *, cancel_reason: str | None = None) -> None:
+        """Decide and act for one order (send a sub-order, finish it, or nothing)."""
+        if order_id in self._stepping:
+            return
+        self._stepping.add(order_id)
+        self.book.remove(order_id)
+        row: StrategyOrder | None = None
+        try:
+            async with self._slots:
+                sub_id, row = await self._decide(order_id, cancel_reason)
+                if sub_id is not None:
+                    row = await self._submit(sub_id)
+        except (asyncio.CancelledError, AssertionError):
+            raise
+        except Exception:
+            log.exception("strategy order %s: step failed", order_id)
+            self.stats["step_errors"] += 1
+        finally:
+            self._stepping.discard(order_id)
+            if row is None:
+                async with self._sessions() as s:
+                    row = await s.get(StrategyOrder, order_id)
+            if row is not None:
+                self._apply(row)
+
+    async def _decide(self, order_id: int, cancel_reason: str | None) -> tuple[int | None, StrategyOrder | None]:
+        now = self._clock.now()
+        async with session_scope(self._sessions) as s:
+            row = await _locked(s, order_id)
+            if row is None or row.status not in STRATEGY_LIVE:
+                return None, row
+            sym = self._symbols.get(row.symbol_id)
+            if cancel_reason is None and (sym is None or not sym.is_valid or not sym.rfq_allowed):
+                cancel_reason = SYSTEM_CANCEL[ErrorCode.SYMBOL_NOT_TRADABLE]
+            if cancel_reason is not None:
+                if row.status == StrategyStatus.ACTIVE and row.active_transactions == 0:
+                    await self._finish(s, row, rules.Finish(StrategyStatus.CANCELLED_BY_SYSTEM, cancel_reason), now)
+                return None, row
+            assert sym is not None
+            point = (await self._marks.latest([sym])).get(sym.name)
+            mark = point.price if point is not None and self._marks.is_fresh(point) else None
+            decision = rules.decide(terms_of(row), progress_of(row), market_of(sym), mark, _ts(now))
+            if isinstance(decision, rules.Finish):
+                await self._finish(s, row, decision, now)
+                return None, row
+            if isinstance(decision, rules.Wait):
+                self.stats[f"wait:{decision.reason}"] += 1
+                return None, row
+            assert mark is not None and row.id is not None
+            invocation = row.invocations_executed + 1
+            deadline = int(self._clock.time()) + self._settings.strategy.suborder_deadline_s
+            sub = StrategySubOrder(
+                order_id=row.id,
+                invocation=invocation,
+                slots=decision.sizing.slots,
+                margin=decision.sizing.margin,
+                quantity=decision.sizing.quantity,
+                price=decision.price,
+                mark=mark,
+                body=open_body(
+                    row,
+                    sym,
+                    price=decision.price,
+                    sizing=decision.sizing,
+                    market_order=decision.market_order,
+                    deadline=deadline,
+                ),
+                idempotency_key=f"strategy:{row.id}:{invocation}",
+                create_time=now,
+                modify_time=now,
+            )
+            s.add(sub)
+            apply_progress(row, rules.sent(progress_of(row), decision.sizing))
+            _touch(row, now)
+            s.add(row)
+            await s.flush()
+            self.stats["sent"] += 1
+            return sub.id, row
+
+    async def _submit(self, sub_id: int) -> StrategyOrder | None:
+        """Hand a `sending` sub-order to the instant open flow and record the answer."""
+        async with self._sessions() as s:
+            sub = await s.get(StrategySubOrder, sub_id)
+            order = None if sub is None else await s.get(StrategyOrder, sub.order_id)
+        if sub is None or order is None or sub.status != SubOrderStatus.SENDING:
+            return order
+        try:
+            opened = await self._opens.open(
+                order.account, InstantOpenBody.model_validate(sub.body), sub.idempotency_key
+            )
+        except SolverError as e:
+            return await self._fail(sub_id, e.code, e.message)
+        now = self._clock.now()
+        async with session_scope(self._sessions) as s:
+            order = await _locked(s, sub.order_id)
+            fresh = await s.get(StrategySubOrder, sub_id, with_for_update=True)
+            assert order is not None and fresh is not None
+            if fresh.status != SubOrderStatus.SENDING:
+                return order
+            fresh.status = SubOrderStatus.SENT
+            fresh.instant_open_id = opened.id
+            fresh.modify_time = now
+            fresh.version += 1
+            s.add(fresh)
+            await notes.suborder(s, self._settings, order, fresh, "sent", now=now, temp_quote_id=opened.temp_quote_id)
+            return order
+
+    async def _fail(self, sub_id: int, code: ErrorCode, message: str) -> StrategyOrder | None:
+        now = self._clock.now()
+        async with session_scope(self._sessions) as s:
+            sub = await s.get(StrategySubOrder, sub_id)
+            if sub is None:
+                return None
+            order = await _locked(s, sub.order_id)
+            sub = await s.get(StrategySubOrder, sub_id, with_for_update=True, populate_existing=True)
+            assert order is not None and sub is not None
+            if sub.status not in (SubOrderStatus.SENDING, SubOrderStatus.SENT):
+                return order
+            await self._settle_failed(s, order, sub, code=code.code, message=message, now=now)
+            if code in SYSTEM_CANCEL and order.status == StrategyStatus.ACTIVE and order.active_transactions == 0:
+                await self._finish(s, order, rules.Finish(StrategyStatus.CANCELLED_BY_SYSTEM, SYSTEM_CANCEL[code]), now)
+            return order
+
+    async def _settle_failed(
+        self,
+        s: AsyncSession,
+        order: StrategyOrder,
+        sub: StrategySubOrder,
+        *,
+        code: int | None,
+        message: str | None,
+        now: datetime,
+    ) -> None:
+        sub.status = SubOrderStatus.FAILED
+        sub.error_code = code
+        sub.error_message = message
+        sub.modify_time = now
+        sub.version += 1
+        s.add(sub)
+        apply_progress(order, rules.failed(progress_of(order), margin=sub.margin, now=_ts(now)))
+        order.error_code = code
+        order.error_message = message
+        _touch(order, now)
+        s.add(order)
+        await notes.suborder(s, self._settings, order, sub, "failed", now=now)
+        self.stats["failed"] += 1
+        await self._finish_if_done(s, order, now)
+
+    async def _finish_if_done(self, s: AsyncSession, order: StrategyOrder, now: datetime) -> None:
+        sym = self._symbols.get(order.symbol_id)
+        if sym is None:
+            return
+        decision = rules.decide(terms_of(order), progress_of(order), market_of(sym), None, _ts(now))
+        if isinstance(decision, rules.Finish):
+            await self._finish(s, order, decision, now)
+
+    async def _finish(self, s: AsyncSession, order: StrategyOrder, fin: rules.Finish, now: datetime) -> None:
+        order.status = fin.status
+        order.status_reason = fin.reason
+        order.close_time = now
+        _touch(order, now)
+        s.add(order)
+        await s.flush()
+        await notes.status_changed(s, self._settings, order, now=now)
+        self.stats[f"finished:{fin.status.value}"] += 1
+
+    # --- settlement ------------------------------------------------------------------------
+
+    async def settle(self) -> int:
+        """Sub-orders whose instant open ended: count them opened or failed."""
+        async with self._sessions() as s:
+            stmt = (
+                select(StrategySubOrder.id)
+                .join(InstantOpen, col(InstantOpen.id) == col(StrategySubOrder.instant_open_id))
+                .where(
+                    col(StrategySubOrder.status) == SubOrderStatus.SENT,
+                    col(InstantOpen.status).in_(INSTANT_OPEN_TERMINAL),
+                )
+                .order_by(col(StrategySubOrder.id))
+                .limit(500)
+            )
+            ids = [i for i in (await s.exec(stmt)).all() if i is not None]
+        for sub_id in ids:
+            row = await self._settle_one(sub_id)
+            if row is not None and row.id is not None and row.id not in self._stepping:
+                self._apply(row)
+        return len(ids)
+
+    async def _settle_one(self, sub_id: int) -> StrategyOrder | None:
+        now = self._clock.now()
+        async with session_scope(self._sessions) as s:
+            sub = await s.get(StrategySubOrder, sub_id)
+            if sub is None:
+                return None
+            order = await _locked(s, sub.order_id)
+            sub = await s.get(StrategySubOrder, sub_id, with_for_update=True, populate_existing=True)
+            assert order is not None and sub is not None and sub.instant_open_id is not None
+            if sub.status != SubOrderStatus.SENT:
+                return order
+            io = await s.get(InstantOpen, sub.instant_open_id)
+            assert io is not None
+            if io.status == InstantOpenStatus.OPENED:
+                quote = None if io.quote_id is None else await s.get(Quote, io.quote_id)
+                sub.status = SubOrderStatus.OPENED
+                sub.quote_id = io.quote_id
+                sub.modify_time = now
+                sub.version += 1
+                s.add(sub)
+                filled = quote.quantity if quote is not None else io.quantity
+                apply_progress(
+                    order,
+                    rules.opened(
+                        terms_of(order),
+                        progress_of(order),
+                        slots=sub.slots,
+                        quantity=filled,
+                        sent_at=_ts(sub.create_time),
+                    ),
+                )
+                _touch(order, now)
+                s.add(order)
+                await notes.suborder(
+                    s,
+                    self._settings,
+                    order,
+                    sub,
+                    "opened",
+                    now=now,
+                    temp_quote_id=io.temp_quote_id,
+                    filled=filled,
+                    avg_price=None if quote is None else quote.opened_price,
+                )
+                self.stats["opened"] += 1
+                await self._finish_if_done(s, order, now)
+            else:
+                await self._settle_failed(
+                    s, order, sub, code=io.error_code, message=io.error_message or io.status.value, now=now
+                )
+            return order
+
+    async def resend_cut_off(self) -> int:
+        """Sub-orders left `sending` by a crash: send the identical request again."""
+        async with self._sessions() as s:
+            cutoff = await _db_now(s) - RESEND_AFTER
+            stmt = select(StrategySubOrder.id, StrategySubOrder.order_id).where(
+                col(StrategySubOrder.status) == SubOrderStatus.SENDING, col(StrategySubOrder.modify_time) < cutoff
+            )
+            rows = list((await s.exec(stmt)).all())
+        for sub_id, order_id in rows:
+            if sub_id is None or order_id in self._stepping:
+                continue
+            self._stepping.add(order_id)
+            try:
+                row = await self._submit(sub_id)
+            finally:
+                self._stepping.discard(order_id)
+            if row is not None:
+                self._apply(row)
+            self.stats["resent"] += 1
+        return len(rows)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+async def _locked(s: AsyncSession, order_id: int) -> StrategyOrder | None:
+    return await s.get(StrategyOrder, order_id, with_for_update=True, populate_existing=True)
+
+
+def _touch(row: StrategyOrder, now: datetime) -> None:
+    row.modify_time = now
+    row.version += 1
+
+
+def _ts(dt: datetime) -> Decimal:
+    value = unix(dt)
+    assert value is not None
+    return value
+
+
+async def _db_now(s: AsyncSession) -> datetime:
+    value = (await s.exec(select(func.now()))).one()
+    assert isinstance(value, datetime)
+    return value
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+class EngineLike(Protocol):
+    settings: Settings
+    redis: Redis
+    stream: PriceStream
+    clock: Clock
+    closers: list[object]
+
+    def add_loop(self, loop: Any) -> None: ...
+
+
+class _Disposer:
+    def __init__(self, db: AsyncEngine) -> None:
+        self._db = db
+
+    async def aclose(self) -> None:
+        await self._db.dispose()
+
+
+def instant_opens(
+    settings: Settings, sessions: SessionFactory, redis: Redis, chain: ChainReader, clock: Clock
+) -> InstantOpenService:
+    """An instant open service like the API's: sub-orders pass the same gate, temp ids and outbox."""
+    from solver.market.repository import MarketStats
+    from solver.quotes.repository import temp_id_seed_source
+    from solver.quotes.temp_ids import TempIdAllocator
+
+    return InstantOpenService(
+        settings=settings,
+        sessions=sessions,
+        chain=chain,
+        marks=MarkPrices(settings=settings, prices=PriceCache(redis, settings.redis_prefix), clock=clock),
+        stats=MarketStats(sessions),
+        temp_ids=TempIdAllocator(redis, settings.redis_prefix, temp_id_seed_source(sessions)),
+        clock=clock,
+        flags=ReduceOnlyFlags(redis, settings.redis_prefix),
+    )
+
+
+def register(engine: EngineLike) -> StrategyEngine:
+    """The strategy loop on the engine's Redis, price stream and clock, with its own DB pool."""
+    from solver.chain.web3_reader import Web3ChainReader
+    from solver.db.engine import create_engine, session_factory
+    from solver.notify.publish import NotificationPublisher, enable_publishing
+
+    settings = engine.settings
+    db = create_engine(settings.database_url, pool_size=4, max_overflow=4, application_name="solver-strategies")
+    sessions = session_factory(db)
+    publisher = NotificationPublisher(engine.redis, settings.redis_prefix)
+    enable_publishing(sessions, publisher)
+    chain = Web3ChainReader.from_settings(settings.chain)
+    opens = instant_opens(settings, sessions, engine.redis, chain, engine.clock)
+    loop = StrategyEngine(
+        settings=settings, sessions=sessions, redis=engine.redis, opens=opens, clock=engine.clock, stream=engine.stream
+    )
+    engine.closers.extend([chain, publisher, _Disposer(db)])
+    engine.add_loop(loop.run)
+    return loop

@@ -70,6 +70,7 @@ log = logging.getLogger("solver.strategy.engine")
 SYNC_MARGIN = timedelta(seconds=5)  # re-read rows changed this long before the last poll
 RESEND_AFTER = timedelta(seconds=5)  # a `sending` sub-order this old was cut off by a crash
 READ_COUNT = 500
+SUBMIT_LOCK = 0x5354  # advisory lock namespace of sub-order submissions ("ST")
 # Refusals that end the order rather than consume a retry (trading-rules.md §3).
 SYSTEM_CANCEL = {
     ErrorCode.NOT_DELEGATED: "The account no longer delegates opening positions to the solver.",
@@ -336,47 +337,47 @@ class StrategyEngine:
             return sub.id, row
 
     async def _submit(self, sub_id: int) -> StrategyOrder | None:
-        """Hand a `sending` sub-order to the instant open flow and record the answer."""
-        async with self._sessions() as s:
-            sub = await s.get(StrategySubOrder, sub_id)
-            order = None if sub is None else await s.get(StrategyOrder, sub.order_id)
-        if sub is None or order is None or sub.status != SubOrderStatus.SENDING:
-            return order
-        try:
-            opened = await self._opens.open(
-                order.account, InstantOpenBody.model_validate(sub.body), sub.idempotency_key
-            )
-        except SolverError as e:
-            return await self._fail(sub_id, e.code, e.message)
-        now = self._clock.now()
-        async with session_scope(self._sessions) as s:
-            order = await _locked(s, sub.order_id)
-            fresh = await s.get(StrategySubOrder, sub_id, with_for_update=True)
-            assert order is not None and fresh is not None
-            if fresh.status != SubOrderStatus.SENDING:
-                return order
-            fresh.status = SubOrderStatus.SENT
-            fresh.instant_open_id = opened.id
-            fresh.modify_time = now
-            fresh.version += 1
-            s.add(fresh)
-            await notes.suborder(s, self._settings, order, fresh, "sent", now=now, temp_quote_id=opened.temp_quote_id)
-            return order
+        """Hand a `sending` sub-order to the instant open flow and record the answer.
 
-    async def _fail(self, sub_id: int, code: ErrorCode, message: str) -> StrategyOrder | None:
-        now = self._clock.now()
+        The whole call runs in one transaction holding a transaction-level advisory lock on the
+        sub-order: a second submitter (another engine re-sending what looks cut off) skips it,
+        and a crash releases it with the connection. The answer is recorded in that same
+        transaction, so a sub-order is never failed after its open was stored, or the reverse.
+        """
         async with session_scope(self._sessions) as s:
-            sub = await s.get(StrategySubOrder, sub_id)
-            if sub is None:
+            got = (await s.exec(select(func.pg_try_advisory_xact_lock(SUBMIT_LOCK, sub_id % 2**31)))).one()
+            if not got:
+                self.stats["submit_busy"] += 1
                 return None
-            order = await _locked(s, sub.order_id)
+            sub = await s.get(StrategySubOrder, sub_id, populate_existing=True)
+            order = None if sub is None else await s.get(StrategyOrder, sub.order_id)
+            if sub is None or order is None or sub.status != SubOrderStatus.SENDING:
+                return order
+            account, order_id = order.account, sub.order_id
+            try:
+                opened = await self._opens.open(account, InstantOpenBody.model_validate(sub.body), sub.idempotency_key)
+            except SolverError as e:
+                refusal: SolverError | None = e
+            else:
+                refusal = None
+            now = self._clock.now()
+            order = await _locked(s, order_id)
             sub = await s.get(StrategySubOrder, sub_id, with_for_update=True, populate_existing=True)
             assert order is not None and sub is not None
-            if sub.status not in (SubOrderStatus.SENDING, SubOrderStatus.SENT):
+            if sub.status != SubOrderStatus.SENDING:
                 return order
-            await self._settle_failed(s, order, sub, code=code.code, message=message, now=now)
-            if code in SYSTEM_CANCEL and order.status == StrategyStatus.ACTIVE and order.active_transactions == 0:
-                await self._finish(s, order, rules.Finish(StrategyStatus.CANCELLED_BY_SYSTEM, SYSTEM_CANCEL[code]), now)
+            if refusal is not None:
+                await self._settle_failed(s, order, sub, code=refusal.code.code, message=refusal.message, now=now)
+                reason = SYSTEM_CANCEL.get(refusal.code)
+                if reason and order.status == StrategyStatus.ACTIVE and order.active_transactions == 0:
+                    await self._finish(s, order, rules.Finish(StrategyStatus.CANCELLED_BY_SYSTEM, reason), now)
+                return order
+            sub.status = SubOrderStatus.SENT
+            sub.instant_open_id = opened.id
+            sub.modify_time = now
+            sub.version += 1
+            s.add(sub)
+            await notes.suborder(s, self._settings, order, sub, "sent", now=now, temp_quote_id=opened.temp_quote_id)
             return order
 
     async def _settle_failed(
@@ -592,7 +593,8 @@ def register(engine: EngineLike) -> StrategyEngine:
     from solver.notify.publish import NotificationPublisher, enable_publishing
 
     settings = engine.settings
-    db = create_engine(settings.database_url, pool_size=4, max_overflow=4, application_name="solver-strategies")
+    pool = settings.strategy.concurrency + 4  # a submit holds one connection while the open uses another
+    db = create_engine(settings.database_url, pool_size=pool, max_overflow=4, application_name="solver-strategies")
     sessions = session_factory(db)
     publisher = NotificationPublisher(engine.redis, settings.redis_prefix)
     enable_publishing(sessions, publisher)

@@ -45,12 +45,14 @@ class StrategyBook:
 
     def add(self, entry: Entry) -> None:
         self.remove(entry.order_id)
+        if entry.threshold is None and entry.due is None:
+            entry = Entry(entry.order_id, entry.symbol_id, entry.side, due=Decimal(0))  # due at once
         self._entries[entry.order_id] = entry
         if entry.threshold is not None:
             bisect.insort(self._limit.setdefault((entry.symbol_id, entry.side), []), (entry.threshold, entry.order_id))
         else:
-            due = entry.due if entry.due is not None else Decimal(0)
-            heapq.heappush(self._heap.setdefault(entry.symbol_id, []), (due, entry.order_id))
+            assert entry.due is not None
+            heapq.heappush(self._heap.setdefault(entry.symbol_id, []), (entry.due, entry.order_id))
 
     def remove(self, order_id: int) -> Entry | None:
         entry = self._entries.pop(order_id, None)
@@ -83,7 +85,8 @@ class StrategyBook:
         while heap and heap[0][0] <= now:
             when, oid = heapq.heappop(heap)
             entry = self._entries.get(oid)
-            if entry is not None and entry.threshold is None and entry.due == when:
+            # A stale heap item (removed, re-added with another due time or symbol) is dropped.
+            if entry is not None and entry.threshold is None and entry.symbol_id == symbol_id and entry.due == when:
                 due.add(oid)
         out.extend(sorted(due))
         return out

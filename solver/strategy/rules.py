@@ -14,12 +14,14 @@ passes the mark and the time in, and applies what comes out with a compare-and-s
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 
 from solver.db.models import StrategyStatus, StrategyType
 
 LONG, SHORT = 0, 1
 RETRY_BACKOFF_S = 2  # a failed sub-order is retried no sooner than this (not a busy loop of refusals)
+WEI = Decimal("1e-18")
+_EXACT = Context(prec=80)  # amounts up to uint256 in 18 decimals, exactly
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,28 +109,49 @@ def in_band(mark: Decimal, lo: Decimal | None, hi: Decimal | None) -> bool:
 
 def dca_price(position_type: int, mark: Decimal, slippage: Decimal, price_precision: int) -> Decimal:
     """mark × (1 ± slippage), rounded to the price precision toward the mark (never past the
-    slippage the user allowed)."""
+    slippage the user allowed), and never on the wrong side of the mark nor below one step."""
     step = Decimal(1).scaleb(-price_precision)
     if position_type == LONG:
-        return (mark * (1 + slippage)).quantize(step, rounding=ROUND_FLOOR)
-    return (mark * (1 - slippage)).quantize(step, rounding=ROUND_CEILING)
+        price = (mark * (1 + slippage)).quantize(step, rounding=ROUND_FLOOR)
+        return max(price, mark.quantize(step, rounding=ROUND_CEILING))
+    price = (mark * (1 - slippage)).quantize(step, rounding=ROUND_CEILING)
+    return max(min(price, mark.quantize(step, rounding=ROUND_FLOOR)), step)
+
+
+def _quantity(margin_num: Decimal, margin_den: int, leverage: Decimal, price: Decimal, step: Decimal) -> Decimal:
+    """floor(margin_num / margin_den × leverage / price) to the step, in one exact division."""
+    with localcontext(_EXACT):
+        return (margin_num * leverage / (margin_den * price)).quantize(step, rounding=ROUND_FLOOR)
+
+
+def _margin(quantity: Decimal, price: Decimal, leverage: Decimal) -> Decimal:
+    """N / L at 18 decimals, rounded up: what leaves current_input, so the amounts stay exact
+    at the database's scale and never exceed what the quantity needs by more than 1e-18."""
+    with localcontext(_EXACT):
+        return (quantity * price / leverage).quantize(WEI, rounding=ROUND_CEILING)
 
 
 def sized(current_input: Decimal, remaining: int, leverage: Decimal, price: Decimal, market: Market) -> Sizing | None:
-    """The next sub-order at `price`, or None when even the whole remaining margin is below the
-    minimum quote value (or buys less than one quantity step)."""
+    """The next sub-order at `price`, or None when no slice of the remaining margin (up to all of
+    it) reaches the minimum quote value with at least one quantity step. A slice that would
+    leave a remainder too small to be a sub-order of its own takes that remainder as well."""
     if remaining < 1 or current_input <= 0 or price <= 0:
         return None
     step = Decimal(1).scaleb(-market.quantity_precision)
     for slots in range(1, remaining + 1):
-        margin = current_input if slots == remaining else current_input * slots / remaining
-        quantity = (margin * leverage / price).quantize(step, rounding=ROUND_FLOOR)
+        quantity = _quantity(current_input * slots, remaining, leverage, price, step)
         if quantity <= 0:
             continue
-        used = quantity * price / leverage
-        if used >= market.min_quote_value:
-            return Sizing(margin=used, quantity=quantity, slots=slots)
-    return None
+        used = _margin(quantity, price, leverage)
+        if used < market.min_quote_value:
+            continue
+        if slots < remaining and current_input - used < market.min_quote_value:
+            break  # the rest could never be sent on its own: this one is the last and takes it
+        return Sizing(margin=used, quantity=quantity, slots=slots)
+    else:
+        return None
+    quantity = _quantity(current_input, 1, leverage, price, step)
+    return Sizing(margin=_margin(quantity, price, leverage), quantity=quantity, slots=remaining)
 
 
 # -- the decision -------------------------------------------------------------------------------
@@ -164,6 +187,9 @@ def decide(terms: Terms, p: Progress, market: Market, mark: Decimal | None, now:
             return Wait("mark outside the price range")
         price, market_order = dca_price(terms.position_type, mark, terms.slippage, market.price_precision), True
     sizing = sized(p.current_input, terms.max_suborders - p.suborders_executed, terms.leverage, price, market)
+    if sizing is None and p.current_input >= market.min_quote_value:
+        # Enough margin, but at this price it buys less than one quantity step: the price may move.
+        return Wait("sub-order smaller than one quantity step at this price")
     if sizing is None:
         reason = (
             f"The remaining margin {p.current_input.normalize():f} is below the minimum quote value "
@@ -189,14 +215,16 @@ def sent(p: Progress, sizing: Sizing) -> Progress:
 
 
 def opened(terms: Terms, p: Progress, *, slots: int, quantity: Decimal, sent_at: Decimal) -> Progress:
-    """Its quote opened with `quantity`. DCA: the next one is due `delay` after the previous due
-    time, and never sooner than `delay` after this one was sent (a sub-order that waited for the
-    price range does not make the next one come at once)."""
+    """Its quote opened with `quantity`. DCA: sub-order k is due at creation + k × delay; one
+    sent a whole delay or more late (it waited for the price range) restarts the grid from its
+    send time, so a long wait never releases a burst of sub-orders at once."""
     next_due = p.next_due
     if terms.type == StrategyType.DCA:
         assert terms.delay_s is not None
-        base = p.next_due if p.next_due is not None else sent_at
-        next_due = max(base + terms.delay_s, sent_at + terms.delay_s)
+        # On time: the grid from creation (due + delay). Late by a whole delay or more (it waited
+        # for the price range): the next one comes a delay after this one, not at once.
+        grid = (p.next_due if p.next_due is not None else sent_at) + terms.delay_s
+        next_due = grid if grid > sent_at else sent_at + terms.delay_s
     return replace(
         p,
         current_output=p.current_output + quantity,

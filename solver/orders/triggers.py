@@ -11,7 +11,7 @@ crosses, however many orders rest in the book.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 
@@ -124,6 +124,25 @@ class TriggerBooks:
         book, key = self._book(t)
         insort(book, key)
         self._orders[t.order_id] = t
+
+    def load(self, triggers: Iterable[Trigger]) -> None:
+        """Add many at once: append, then sort each book once (a reload of 100,000 orders would
+        otherwise pay an insort each)."""
+        latest = {t.order_id: t for t in triggers}  # the last one of an id wins, as with add
+        for t in latest.values():
+            if t.level <= 0 or t.order_id <= 0:
+                raise ValueError("a trigger needs a positive level and order id")
+            self.remove(t.order_id)  # while every book is still sorted
+        touched: set[int] = set()
+        for t in latest.values():
+            book, key = self._book(t)
+            book.append(key)
+            touched.add(id(book))
+            self._orders[t.order_id] = t
+        for books in (self._below, self._above):
+            for book in books.values():
+                if id(book) in touched:
+                    book.sort()
 
     def remove(self, order_id: int) -> Trigger | None:
         t = self._orders.pop(order_id, None)

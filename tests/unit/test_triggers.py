@@ -190,6 +190,22 @@ def test_crossed_equals_a_scan_of_every_order(orders: list[Trigger], symbol_id: 
     assert books.crossed(symbol_id, mark) == []
 
 
+@settings(max_examples=200)
+@given(orders=st.lists(triggers, max_size=60), symbol_id=st.integers(1, 3), mark=probe_marks)
+def test_bulk_load_equals_one_add_each(orders: list[Trigger], symbol_id: int, mark: Decimal) -> None:
+    """`load` (the engine's reload: one sort per book) leaves the books as adding one by one."""
+    added, loaded = TriggerBooks(), TriggerBooks()
+    for t in orders:
+        added.add(t)
+    loaded.load(orders)
+    assert len(loaded) == len(added)
+    assert sorted(t.order_id for t in loaded) == sorted(t.order_id for t in added)
+    assert sorted(t.order_id for t in loaded.pop_crossed(symbol_id, mark)) == sorted(
+        t.order_id for t in added.pop_crossed(symbol_id, mark)
+    )
+    assert len(loaded) == len(added)
+
+
 class BooksMachine(RuleBasedStateMachine):
     """Random add / remove / tick sequences against the slow reference."""
 

@@ -95,13 +95,14 @@ class Proc:
 
 
 class Stack:
-    """API + worker + oracle on one settings object."""
+    """API + worker + oracle on one settings object, and `solver engine` with `engine=True`."""
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, settings: Settings, log_dir: Path, *, engine: bool = False) -> None:
         self.settings = settings
         self.api = Proc("api", ["api"], settings, log_dir)
         self.worker = Proc("worker", ["worker"], settings, log_dir)
         self.oracle = Proc("oracle", ["oracle"], settings, log_dir)
+        self.engine = Proc("engine", ["engine"], settings, log_dir) if engine else None
         self.base_url = f"http://127.0.0.1:{settings.api.port}"
         self.oracle_url = f"http://127.0.0.1:{settings.oracle.port}"
         self._jwt = JwtCodec(settings.auth, SystemClock())
@@ -109,20 +110,24 @@ class Stack:
     def start(self) -> Stack:
         self.oracle.start()
         wait_http(f"{self.oracle_url}/health", self.oracle)
+        if self.engine is not None:
+            self.engine.start()
         self.api.start()
         wait_http(f"{self.base_url}/health", self.api)
         self.worker.start()
         return self
 
     def stop(self) -> None:
-        for p in (self.worker, self.api, self.oracle):
-            p.stop()
+        for p in (self.worker, self.api, self.engine, self.oracle):
+            if p is not None:
+                p.stop()
 
     def token(self, account: str, owner: str) -> str:
         return self._jwt.issue(account=account, owner=owner, expires_at=datetime.now(UTC) + timedelta(hours=1))
 
     def logs(self) -> str:
-        return "\n".join(f"===== {p.name} =====\n{p.tail()}" for p in (self.api, self.worker, self.oracle))
+        procs = [p for p in (self.api, self.worker, self.oracle, self.engine) if p is not None]
+        return "\n".join(f"===== {p.name} =====\n{p.tail()}" for p in procs)
 
 
 def wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import serve
 
 from solver.core.clock import SystemClock
 from solver.engine import Engine, build_engine, run_engine
@@ -24,49 +24,12 @@ from solver.pricing.feed import Backoff, FeedRunner, PricePublisher
 from solver.pricing.sources import BinanceMarkPriceSource, ReplaySource
 from solver.pricing.stream import PriceStream
 from solver.settings import load_settings
+from tests.fixtures.binance import FakeBinance, frame, now_ms, tick
 from tests.fixtures.redis import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
-
-
-class FakeBinance:
-    """`!markPrice@arr@1s` server: the test pushes frames to the current connection, drops it
-    or simply stays silent. Connections and SUBSCRIBE requests are recorded."""
-
-    def __init__(self) -> None:
-        self.connections: list[ServerConnection] = []
-        self.paths: list[str] = []
-        self.subscriptions: list[Any] = []
-        self.server: Server | None = None
-        self._changed = asyncio.Event()
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def _handler(self, ws: ServerConnection) -> None:
-        self.connections.append(ws)
-        self.paths.append(ws.request.path if ws.request else "")
-        self._changed.set()
-        with contextlib.suppress(Exception):
-            async for message in ws:  # SUBSCRIBE requests; answered like Binance does
-                req = json.loads(message)
-                self.subscriptions.append(req)
-                await ws.send(json.dumps({"result": None, "id": req.get("id")}))
-
-    async def wait_connections(self, n: int, timeout: float = 5.0) -> ServerConnection:
-        async with asyncio.timeout(timeout):
-            while len(self.connections) < n:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.connections[n - 1]
-
-    async def send(self, frame: Any, *, conn: int | None = None) -> None:
-        ws = self.connections[-1 if conn is None else conn]
-        await ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
 
 
 @pytest.fixture
@@ -75,18 +38,6 @@ async def binance() -> AsyncIterator[FakeBinance]:
     async with serve(fake._handler, "127.0.0.1", 0) as server:
         fake.server = server
         yield fake
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def tick(symbol: str, price: str, event_ms: int) -> dict[str, Any]:
-    return {"e": "markPriceUpdate", "E": event_ms, "s": symbol, "p": price, "i": price, "r": "0.0001", "T": 0}
-
-
-def frame(*entries: dict[str, Any]) -> dict[str, Any]:
-    return {"stream": "!markPrice@arr@1s", "data": list(entries)}
 
 
 @contextlib.asynccontextmanager

@@ -29,11 +29,27 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_migrate(_: argparse.Namespace) -> int:
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from solver.core.logging import configure_logging
     from solver.db.migrate import upgrade
+    from solver.db.wait import DatabaseUnavailable, migration_state, wait_for_database
     from solver.settings import load_settings
 
     settings = load_settings()
+    configure_logging(settings.log_level)
+    if args.wait is not None:
+        try:
+            wait_for_database(settings.database_url, args.wait)
+        except DatabaseUnavailable as exc:
+            print(f"solver: {exc}", file=sys.stderr)
+            return 1
+    if args.check:
+        state = migration_state(settings.database_url)
+        if not state.at_head:
+            print(f"database is at {state.current or 'no revision'}, not at head {', '.join(state.heads)}")
+            return 1
+        print(f"database is at head {state.current}")
+        return 0
     upgrade(settings.database_url)
     print("database is at the latest migration")
     return 0
@@ -119,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--workers", type=int, default=1, help="API worker processes")
     api.set_defaults(func=_cmd_api)
     mig = sub.add_parser("migrate", help="create the database if needed and upgrade it to the latest migration")
+    mig.add_argument(
+        "--wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="first wait (with backoff) until PostgreSQL accepts connections; exit 1 after SECONDS",
+    )
+    mig.add_argument("--check", action="store_true", help="do not migrate: exit 1 unless the database is at head")
     mig.set_defaults(func=_cmd_migrate)
     dev = sub.add_parser("dev", help="everything on embedded defaults: anvil + contracts, database, API")
     dev.add_argument("--port", type=int, default=8000, help="API port")

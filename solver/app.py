@@ -53,6 +53,8 @@ from solver.quotes.service import InstantHistory
 from solver.quotes.temp_ids import TempIdAllocator
 from solver.risk.flags import ReduceOnlyFlags
 from solver.settings import Settings
+from solver.strategy.controllers import strategy_routes
+from solver.strategy.service import StrategyOrderService
 from solver.web import meta
 from solver.web.errors import EXCEPTION_HANDLERS
 from solver.web.health import Readiness
@@ -94,6 +96,7 @@ class Services:
     publisher: NotificationPublisher  # notifications committed here are pushed to WebSocket clients
     streams: Streams
     trigger_orders: TriggerOrderService
+    strategy_orders: StrategyOrderService
 
 
 def build_services(
@@ -177,6 +180,7 @@ def build_services(
         trigger_orders=TriggerOrderService(
             settings=settings, sessions=sessions, chain=chain, marks=market.marks, clock=clock
         ),
+        strategy_orders=StrategyOrderService(settings=settings, sessions=sessions, clock=clock),
     )
 
 
@@ -189,6 +193,7 @@ def _route_handlers() -> list[Any]:
         *notify_routes(),
         *ws_routes(),
         *trigger_routes(),
+        *strategy_routes(),
     ]
 
 
@@ -230,6 +235,7 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         "notifications": meta.provide(svc.notifications),
         "streams": meta.provide(svc.streams),
         "trigger_orders": meta.provide(svc.trigger_orders),
+        "strategy_orders": meta.provide(svc.strategy_orders),
         "principal": Provide(provide_principal),
     }
     return SolverApp(

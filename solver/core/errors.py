@@ -121,6 +121,28 @@ class ErrorCode(Enum):
     )
     TRIGGER_CLOSE_FAILED = (1610, 400, "The solver could not close the position after the trigger fired.")
 
+    # strategy orders, LIMIT and DCA 1700-1719 (http-api.md §5, trading-rules.md §3)
+    STRATEGY_NOT_FOUND = (1700, 404, "No strategy order with this id exists for your account.")
+    STRATEGY_INVALID_TYPE = (1701, 400, "The strategy order type must be limit or dca.")
+    STRATEGY_INVALID_SYMBOL = (1702, 400, "The symbol of the strategy order is unknown or not open for trading.")
+    STRATEGY_INVALID_POSITION_TYPE = (1703, 400, "position_type must be 0 (LONG) or 1 (SHORT).")
+    STRATEGY_INVALID_LEVERAGE = (1704, 400, "The leverage of the strategy order is not allowed for this symbol.")
+    STRATEGY_INVALID_INPUT_AMOUNT = (
+        1705,
+        400,
+        "The input amount must be more than zero, have at most 18 decimals and reach the symbol's minimum quote value.",
+    )
+    STRATEGY_INVALID_MAX_SUBORDERS = (1706, 400, "max_suborders must be a whole number from 1 to 255.")
+    STRATEGY_INVALID_MAX_INVOCATIONS = (1707, 400, "max_invocations must be a whole number from max_suborders to 255.")
+    STRATEGY_INVALID_SLIPPAGE = (1708, 400, "slippage must be more than 0 and at most 1.")
+    STRATEGY_INVALID_SETTINGS = (1709, 400, "The settings of the strategy order are not valid for its type.")
+    STRATEGY_ALREADY_CLOSED = (1710, 409, "This strategy order has already ended: there is nothing to cancel.")
+    STRATEGY_INVALID_QUERY = (
+        1711,
+        400,
+        "The list filters are not valid: type is limit or dca, size from 1 to 100, before_id a positive id.",
+    )
+
     @property
     def code(self) -> int:
         return self.value[0]

@@ -8,7 +8,7 @@ written is also staged for its WebSocket push, published only once the transacti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -39,7 +39,6 @@ class NewNotification:
     failure_type: str | None = None
     failure_message: str | None = None
     error_code: int | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 async def add(session: AsyncSession, n: NewNotification, *, now: datetime) -> bool:

@@ -218,14 +218,16 @@ class HealthEngine:
     async def handle_ticks(self, ticks: Sequence[StreamTick]) -> None:
         """Apply a batch of ticks in order, write its effects, then ack it."""
         async with self._lock:
+            causes: dict[int, Cause] = {}
             for tick in ticks:
                 symbol_id = self._ids.get(tick.point.symbol)
                 if symbol_id is None:
                     continue
                 cause = Cause(tick.point.symbol, tick.point.price, tick.point.ts)
+                causes[symbol_id] = cause
                 for e in self.book.tick(symbol_id, tick.point.price, tick.point.ts):
                     self._decide(e, cause)
-            self._recheck_deferred()
+            self._recheck_deferred(causes)
             await self._flush()
         await self._stream.ack(self.group, *[t.id for t in ticks])
 
@@ -266,12 +268,21 @@ class HealthEngine:
         self._dirty_flags.add(account)
         self._unnotified.discard(account)
 
-    def _recheck_deferred(self) -> None:
+    def _recheck_deferred(self, causes: dict[int, Cause] | None = None) -> None:
+        """Accounts left undecided on stale marks. A flag set now names the batch's newest tick
+        of a symbol the account holds (the fresh price that made the decision possible)."""
         for account in list(self._deferred):
             if account in self.book:
-                self._decide(self.book.evaluate(account), None)
+                self._decide(self.book.evaluate(account), self._cause_for(account, causes or {}))
             else:
                 self._deferred.discard(account)
+
+    def _cause_for(self, account: str, causes: dict[int, Cause]) -> Cause | None:
+        holdings = self._holdings.get(account)
+        if holdings is None or not causes:
+            return None
+        held = [causes[p.symbol_id] for p in holdings.positions if p.symbol_id in causes]
+        return max(held, key=lambda c: c.ts, default=None)
 
     # -- polling the mirror and the chain ---------------------------------------------------------
 

@@ -10,8 +10,9 @@
 | `sub:<n>:opened`          | StrategySubOrderOpened        | success | its quote opened (quote id, fill)  |
 | `sub:<n>:failed`          | StrategySubOrderFailed        | failed  | refused or failed (error code)     |
 
-Each is keyed `strategy_order:{id}:{step}`, so a retried step never notifies twice. The order id
-and its status ride in `failure_message` only for failures; the push carries them in `extra`.
+Each is keyed `strategy_order:{id}:{step}`, so a retried step never notifies twice. Sub-order
+notifications carry the sub-order's temp and quote ids (listed on the order by GET
+/strategy-orders/{id}); failures name the order in `failure_message`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ async def created(session: AsyncSession, settings: Settings, order: StrategyOrde
             action_status=ActionStatus.SEEN,
             event_key=f"strategy_order:{order.id}:created",
             order_type=_order_type(order),
-            extra={"strategy_order_id": order.id, "status": order.status.value},
         ),
         now=now,
     )
@@ -67,8 +67,9 @@ async def status_changed(session: AsyncSession, settings: Settings, order: Strat
             event_key=f"strategy_order:{order.id}:status:{order.status.value}",
             order_type=_order_type(order),
             failure_type=order.status.value if failed else None,
-            failure_message=(order.status_reason or order.status.value) if failed else None,
-            extra={"strategy_order_id": order.id, "status": order.status.value},
+            failure_message=f"Strategy order {order.id}: {order.status_reason or order.status.value}"
+            if failed
+            else None,
         ),
         now=now,
     )
@@ -107,9 +108,10 @@ async def suborder(
             filled_amount_open=filled,
             avg_price_open=avg_price,
             failure_type="StrategySubOrderFailed" if failed else None,
-            failure_message=sub.error_message if failed else None,
+            failure_message=f"Strategy order {order.id}, sub-order {sub.invocation}: {sub.error_message}"
+            if failed
+            else None,
             error_code=sub.error_code if failed else None,
-            extra={"strategy_order_id": order.id, "invocation": sub.invocation},
         ),
         now=now,
     )

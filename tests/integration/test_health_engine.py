@@ -239,6 +239,9 @@ async def test_stale_tick_neither_flags_nor_clears(h: Harness) -> None:
     assert await alerts(h.db, account) == []
     await h.tick("BTCUSDT", "58000")  # the same price, fresh
     assert await h.flagged(account)
+    # The reason names the fresh tick that made the decision (not "a balance or position change").
+    reason = await ReduceOnlyFlags(h.redis, h.prefix).reason(account)
+    assert reason is not None and (reason.symbol, reason.price) == ("BTCUSDT", "58000"), reason
 
     await h.tick("BTCUSDT", "65000", age=60)  # recovery on a stale price does not clear either
     assert await h.flagged(account)

@@ -282,7 +282,7 @@ async def test_restart_between_sub_order_row_and_instant_open_resends_the_same_r
     async with PriceKeeper(redis_client, settings.redis_prefix):
         # A loop whose instant open call never returns (a crash in the middle of it).
         async with strategy_loop(settings, db_factory, redis_client) as loop:
-            real = loop._opens
+            real = loop.actions.opens
             hang = asyncio.Event()
 
             class Stuck:
@@ -290,7 +290,7 @@ async def test_restart_between_sub_order_row_and_instant_open_resends_the_same_r
                     await real.open(*args)  # the open is stored...
                     await hang.wait()  # ...and the answer never comes back
 
-            loop._opens = Stuck()
+            loop.actions.opens = Stuck()
 
             async def sending() -> bool:
                 return [p.status for p in await subs(db_factory, oid)] == [SubOrderStatus.SENDING]

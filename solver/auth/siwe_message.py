@@ -58,10 +58,10 @@ def parse_timestamp(text: str) -> datetime | None:
     if m:
         normalized = m.group(1) + m.group(2)
     try:
-        parsed = datetime.fromisoformat(normalized)
-    except ValueError:
+        # astimezone overflows at the ends of the calendar ("0001-01-01T00:00:00+23:59").
+        return datetime.fromisoformat(normalized).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC)
 
 
 def host_of(origin_or_referer: str | None) -> str | None:

@@ -9,8 +9,9 @@ display limits, never used in money math by clients).
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from solver.core.units import fmt, round_to_wei
 from solver.market.balances import PartyABalance, Upnl
@@ -21,6 +22,11 @@ from solver.settings import SymbolConfig
 
 def money(value: Decimal) -> str:
     return fmt(round_to_wei(value))
+
+
+# A JSON number: an int when whole (1000000), else a float. Documented as one `number`: Litestar
+# would write oneOf [integer, number], which a whole value matches twice (an invalid response).
+Number = Annotated[int | float, Field(json_schema_extra={"type": "number", "oneOf": None})]
 
 
 def number(value: Decimal) -> int | float:
@@ -35,11 +41,11 @@ class SymbolOut(BaseModel):
     price_precision: int
     quantity_precision: int
     is_valid: bool
-    min_acceptable_quote_value: int | float
+    min_acceptable_quote_value: Number
     min_acceptable_portion_lf: str
     trading_fee: str
     max_leverage: int
-    max_notional_value: int | float
+    max_notional_value: Number
     max_funding_rate: str
     rfq_allowed: bool
     hedger_fee_open: str

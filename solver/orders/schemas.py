@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from solver.core.units import fmt, round_to_wei
 from solver.db.models import TriggerOrder
-from solver.web.fields import Address, NonNegativeDecimal
+from solver.web.fields import Address, NonNegativeDecimal, WholeNumber
 
 _INT64_MAX = 2**63 - 1
 
@@ -39,13 +39,13 @@ class StopLossBody(BaseModel):
 
     userAddress: Address = Field(description="The owner wallet that signed the login")
     accountAddress: Address = Field(description="The trading sub-account (partyA)")
-    positionSide: int = Field(ge=-128, le=127, description="0 LONG, 1 SHORT")
-    symbolId: int = Field(ge=-_INT64_MAX, le=_INT64_MAX)
+    positionSide: WholeNumber = Field(ge=-128, le=127, description="0 LONG, 1 SHORT")
+    symbolId: WholeNumber = Field(ge=-_INT64_MAX, le=_INT64_MAX)
     requestedPrice: OptionalPrice = Field(default=None, description="The entry price the client used (stored)")
-    quoteId: int = Field(ge=-_INT64_MAX, le=_INT64_MAX, description="The permanent (positive) quote id")
+    quoteId: WholeNumber = Field(ge=-_INT64_MAX, le=_INT64_MAX, description="The permanent (positive) quote id")
     tpPrice: OptionalPrice = Field(default=None, description='Take profit price; "" for none')
     slPrice: OptionalPrice = Field(default=None, description='Stop loss price; "" for none')
-    timestamp: int = Field(ge=0, le=_INT64_MAX, description="Client time in milliseconds")
+    timestamp: WholeNumber = Field(ge=0, le=_INT64_MAX, description="Client time in milliseconds")
 
 
 class TriggerOrderItem(BaseModel):

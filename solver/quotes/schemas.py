@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from solver.core.units import fmt, round_to_wei
 from solver.db.models import InstantClose, InstantOpen
-from solver.web.fields import NonNegativeDecimal
+from solver.web.fields import NonNegativeDecimal, WholeNumber
 
 _INT64_MAX = 2**63 - 1
 
@@ -38,9 +38,9 @@ class InstantOpenBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    symbolId: int = Field(ge=-_INT64_MAX, le=_INT64_MAX)
-    positionType: int = Field(ge=-128, le=127, description="0 LONG, 1 SHORT")
-    orderType: int = Field(default=1, ge=-128, le=127, description="1 MARKET, 0 LIMIT")
+    symbolId: WholeNumber = Field(ge=-_INT64_MAX, le=_INT64_MAX)
+    positionType: WholeNumber = Field(ge=-128, le=127, description="0 LONG, 1 SHORT")
+    orderType: WholeNumber = Field(default=1, ge=-128, le=127, description="1 MARKET, 0 LIMIT")
     price: NonNegativeDecimal
     quantity: NonNegativeDecimal
     cva: NonNegativeDecimal
@@ -48,7 +48,7 @@ class InstantOpenBody(BaseModel):
     partyAmm: NonNegativeDecimal
     partyBmm: NonNegativeDecimal | None = Field(default=None, description="Ignored: the solver sets its own")
     maxFundingRate: NonNegativeDecimal | None = Field(default=None, description="Default: the market's maximum")
-    deadline: int = Field(ge=0, le=_INT64_MAX, description="unix seconds")
+    deadline: WholeNumber = Field(ge=0, le=_INT64_MAX, description="unix seconds")
 
 
 class InstantOpenOut(BaseModel):
@@ -150,10 +150,10 @@ class InstantCloseBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    quote_id: int = Field(gt=0, le=_INT64_MAX, description="on-chain (positive) quote id")
+    quote_id: WholeNumber = Field(gt=0, le=_INT64_MAX, description="on-chain (positive) quote id")
     quantity_to_close: NonNegativeDecimal
     close_price: NonNegativeDecimal
-    deadline: int | None = Field(default=None, ge=0, le=_INT64_MAX, description="unix seconds")
+    deadline: WholeNumber | None = Field(default=None, ge=0, le=_INT64_MAX, description="unix seconds")
     order_type: Any = None
 
 

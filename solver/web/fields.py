@@ -21,6 +21,27 @@ def _decimal(value: Any) -> Decimal:
     return dec
 
 
+def _whole(value: Any) -> int:
+    """A whole number: a JSON integer, an integral number (`1E+3`) or a string of ASCII digits.
+
+    Stricter than pydantic's lax int: `true`/`false` are not 1/0 (a `positionType: true` must not
+    open a SHORT) and strings like `"1_000"` are refused, as for decimal fields. Exponents are
+    bounded (parse_decimal) before any conversion to int.
+    """
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true or false")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str | Decimal | float):
+        try:
+            dec = parse_decimal(value, allow_negative=True)
+        except NumberFormatError as exc:
+            raise ValueError("must be a whole number") from exc
+        if dec == dec.to_integral_value():
+            return int(dec)
+    raise ValueError("must be a whole number")
+
+
 def _address(value: Any) -> str:
     if not isinstance(value, str) or not is_address(value.lower()):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
@@ -28,6 +49,7 @@ def _address(value: Any) -> str:
 
 
 NonNegativeDecimal = Annotated[Decimal, BeforeValidator(_decimal)]
+WholeNumber = Annotated[int, BeforeValidator(_whole)]  # bound it with Field(ge=..., le=...)
 Address = Annotated[str, BeforeValidator(_address)]
 
 

@@ -6,8 +6,12 @@ and divided by 10**18 once, truncating toward zero. PartyB's uPnL against that p
 the same sum over the positions it is the counterparty of, so with a single partyB the two are
 exact opposites. The signed price is the fresh mark, the same one used for the uPnL.
 
-A missing or stale price, or a position in a symbol the solver does not price, is a refusal
-(ORACLE_REFUSED), never a signature on a zero; a chain or Redis failure is ORACLE_UNAVAILABLE.
+A stale price, or a position in a symbol the solver does not price, is a refusal (ORACLE_REFUSED),
+never a signature on a zero. A missing price is ORACLE_UNAVAILABLE, like a chain or Redis failure:
+no price key for a configured symbol is the solver's own state being incomplete (Redis flushed or
+restarted empty, the engine not publishing yet), not a judgement on the market, and the engine puts
+it back within a tick; the worker retries until the request's deadline instead of failing an open
+it already accepted.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ T = TypeVar("T")
 OPEN_STATUSES = frozenset(
     {QuoteStatus.OPENED, QuoteStatus.CLOSE_PENDING, QuoteStatus.CANCEL_CLOSE_PENDING, QuoteStatus.LIQUIDATED_PENDING}
 )
-_PRICE_CODES = (ErrorCode.PRICE_UNAVAILABLE, ErrorCode.PRICE_STALE)
+_REFUSED_PRICE_CODES = (ErrorCode.PRICE_STALE,)  # PRICE_UNAVAILABLE: retry (see the module docstring)
 
 
 def side(position_type: int) -> int:
@@ -143,11 +147,20 @@ class LocalOracle:
             if self._settings.symbol(signed_symbol) is None:
                 raise OracleError(ErrorCode.ORACLE_REFUSED, f"Symbol id {signed_symbol} is not priced by this oracle.")
             ids.add(signed_symbol)
+        unpriced = sorted(sid for sid in ids if self._settings.symbol(sid) is None)
+        if unpriced:  # permanent, unlike a price that is missing right now
+            raise OracleError(
+                ErrorCode.ORACLE_REFUSED,
+                f"There is a position in symbol id {unpriced[0]}, which this solver does not price, "
+                "so its uPnL cannot be computed.",
+            )
         try:
             marks = await self._marks.fresh_marks(ids)
         except SolverError as exc:
-            if exc.code in _PRICE_CODES:
+            if exc.code in _REFUSED_PRICE_CODES:
                 raise OracleError(ErrorCode.ORACLE_REFUSED, exc.message) from exc
+            if exc.code is ErrorCode.PRICE_UNAVAILABLE:
+                raise OracleError(ErrorCode.ORACLE_UNAVAILABLE, exc.message) from exc
             raise OracleError(ErrorCode.ORACLE_UNAVAILABLE) from exc
         except Exception as exc:
             log.warning("price read failed: %r", exc)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,8 @@ from eth_account.signers.local import LocalAccount
 from solver.chain.errors import Revert, SendError, classify_send_error
 from solver.chain.tx.fees import GWEI, FeeCapExceeded, Fees, bumped_fees, initial_fees
 from solver.chain.tx.node import Receipt
-from solver.db.models import ChainTx, IntentKind, TxAttempt, TxIntent, TxStatus
+from solver.db.models import ChainTx, IntentKind, IntentStatus, TxAttempt, TxIntent, TxStatus
+from solver.observability.heartbeat import Beat, no_beat
 from solver.quotes import outbox_worker as ow
 from solver.quotes.close_steps import AcceptCancelCloseStep, CancelCloseStep, CloseRequestStep, FillCloseStep
 from solver.quotes.open_steps import AcceptCancelStep, AllocateStep, CancelQuoteStep, OpenQuoteStep, SendQuoteStep
@@ -69,8 +71,27 @@ class Lane:
         self._lost_since: dict[int, float] = {}
         self._retry_after: dict[int, float] = {}  # intent id -> time
         self._failures: dict[int, int] = {}
+        self._reorg_checked: int | None = None  # head when settled txs were last checked against the chain
+        self._reorged: dict[int, TxStatus] = {}  # tx id -> its status before a reorg dropped it
         w = ctx.settings.worker
         self._cap = int(w.max_fee_per_gas_gwei * GWEI)
+        self.beat: Beat = no_beat  # set by the worker: one beat per loop iteration
+        self._beat_name = f"lane.{index}"
+
+    def _log_ctx(self, intents: Sequence[TxIntent] = (), **fields: Any) -> dict[str, Any]:
+        """`extra=` for a log line: the lane, what the intents are about, and `fields`."""
+        out: dict[str, Any] = {"lane": self.index, "signer": self.address}
+        if intents:
+            out["account"] = intents[0].account
+            out["intent_kind"] = intents[0].kind.value
+            out["intent_ids"] = ",".join(str(i.id) for i in intents)
+            quote_ids = sorted({i.quote_id for i in intents if i.quote_id is not None})
+            if len(quote_ids) == 1:
+                out["quote_id"] = quote_ids[0]
+            elif quote_ids:
+                out["quote_ids"] = ",".join(map(str, quote_ids))
+        out.update({k: v for k, v in fields.items() if v is not None})
+        return out
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def recover(self) -> None:
@@ -80,11 +101,18 @@ class Lane:
             db_max = await ow.max_open_nonce(s, self.address)
         pending = await self.ctx.node.nonce(self.address, "pending")
         self.next_nonce = max(pending, -1 if db_max is None else db_max + 1)
-        log.info("lane %s (%s): next nonce %s", self.index, self.address, self.next_nonce)
+        log.info(
+            "lane %s (%s): next nonce %s",
+            self.index,
+            self.address,
+            self.next_nonce,
+            extra=self._log_ctx(nonce=self.next_nonce),
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
         while not stop.is_set():
+            self.beat(self._beat_name)
             try:
                 if self.next_nonce is None:
                     await self.recover()
@@ -96,7 +124,7 @@ class Lane:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("lane %s: loop error, retrying in %.1f s", self.index, backoff)
+                log.exception("lane %s: loop error, retrying in %.1f s", self.index, backoff, extra=self._log_ctx())
                 self.next_nonce = None  # re-seed: a failed commit may or may not have landed
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -105,6 +133,9 @@ class Lane:
     async def track(self) -> tuple[set[str], int]:
         node = self.ctx.node
         head = await node.block_number()
+        if head != self._reorg_checked:
+            await self._unsettle_reorged()
+            self._reorg_checked = head
         async with self.ctx.sessions() as s:
             txs = await ow.open_txs(s, self.address)
         busy: set[str] = set()
@@ -115,7 +146,13 @@ class Lane:
             tx = ot.tx
             assert tx.id is not None
             if not ot.attempts:  # recorded together with its first attempt: never happens
-                log.error("lane %s: transaction %s (nonce %s) has no signed attempt", self.index, tx.id, tx.nonce)
+                log.error(
+                    "lane %s: transaction %s (nonce %s) has no signed attempt",
+                    self.index,
+                    tx.id,
+                    tx.nonce,
+                    extra=self._log_ctx(nonce=tx.nonce),
+                )
                 continue
             receipt: Receipt | None = None
             if self._checked.get(tx.id) != head or not ot.attempts[-1].broadcast_time:
@@ -176,19 +213,71 @@ class Lane:
                 revert_reason=reason,
             ):
                 return
-            for intent in await ow.intents_of_tx(s, tx.id):
-                await STEPS[intent.kind].settle(self.ctx, s, intent, outcome)
+            intents = await ow.intents_of_tx(s, tx.id)
+            for intent in intents:
+                if intent.status == IntentStatus.IN_TX:  # else applied already, before a reorg dropped the tx
+                    await STEPS[intent.kind].settle(self.ctx, s, intent, outcome)
             await s.commit()
         self.stats.settled += 1
         self._checked.pop(tx.id, None)
+        before = self._reorged.pop(tx.id, None)
+        if before is not None and before != status:
+            log.error(
+                "lane %s: nonce %s was %s before a reorg and is %s now; its effects were applied as %s",
+                self.index,
+                tx.nonce,
+                before.value,
+                status.value,
+                before.value,
+                extra=self._log_ctx(intents, nonce=tx.nonce, tx_hash=receipt.tx_hash),
+            )
         log.info(
-            "lane %s: nonce %s %s in block %s (%s)",
+            "lane %s: nonce %s %s in block %s",
             self.index,
             tx.nonce,
             status.value,
             receipt.block_number,
-            receipt.tx_hash,
+            extra=self._log_ctx(
+                intents,
+                nonce=tx.nonce,
+                tx_hash=receipt.tx_hash,
+                block_number=receipt.block_number,
+                tx_status=status.value,
+                revert_reason=reason,
+            ),
         )
+
+    async def _unsettle_reorged(self) -> None:
+        """Put back in flight our settled transactions the chain no longer has: a reorganisation
+        deeper than `confirmations` dropped their blocks, and nothing guarantees a node mines them
+        again (anvil forgets them; geth re-pools them but may not keep them). One nonce read per
+        block: the chain's nonce counts the signer's transactions it holds, so only those recorded
+        at or above it can be gone. They are then rebroadcast or replaced and settled again (same
+        nonce and calldata; their intents' effects are not applied twice). Without this an open
+        stayed `opened` with no quote on chain and every later nonce waited behind the gap."""
+        latest = await self.ctx.node.nonce(self.address, "latest")
+        async with self.ctx.sessions() as s:
+            suspects = await ow.settled_from_nonce(s, self.address, latest)
+        for tx in suspects:
+            assert tx.id is not None
+            if tx.mined_hash is not None and await self.ctx.node.receipt(tx.mined_hash) is not None:
+                continue  # the node still has it (a nonce read from a node behind): nothing to do
+            async with self.ctx.sessions() as s:
+                if not await ow.unsettle_tx(s, tx.id, now=self.ctx.now()):
+                    continue
+                await s.commit()
+            self._reorged[tx.id] = tx.status
+            self._checked.pop(tx.id, None)
+            if self.next_nonce is not None:
+                self.next_nonce = max(self.next_nonce, tx.nonce + 1)
+            log.error(
+                "lane %s: nonce %s (%s in block %s) is no longer on chain after a reorg; sending it again",
+                self.index,
+                tx.nonce,
+                tx.status.value,
+                tx.block_number,
+                extra=self._log_ctx(nonce=tx.nonce, tx_hash=tx.mined_hash, block_number=tx.block_number),
+            )
 
     async def _requeue_lost(self, tx: ChainTx, attempts: list[TxAttempt]) -> None:
         """Our transaction lost its nonce to a foreign one, so it never ran: put its intents back
@@ -204,6 +293,7 @@ class Lane:
             "lane %s: nonce %s was used by a transaction the solver did not sign; its work is queued again",
             self.index,
             tx.nonce,
+            extra=self._log_ctx(nonce=tx.nonce, tx_hash=attempts[-1].tx_hash if attempts else None),
         )
         async with self.ctx.sessions() as s:
             if not await ow.settle_tx(s, tx.id, TxStatus.LOST, now=self.ctx.now()):
@@ -218,7 +308,13 @@ class Lane:
         except Exception as exc:
             kind = classify_send_error(exc)
             if kind in (SendError.TRANSIENT, SendError.UNDERPRICED):
-                log.warning("lane %s: broadcast of %s failed (%s): %s", self.index, attempt.tx_hash, kind.value, exc)
+                log.warning(
+                    "lane %s: broadcast failed (%s): %s",
+                    self.index,
+                    kind.value,
+                    exc,
+                    extra=self._log_ctx(tx_hash=attempt.tx_hash),
+                )
         assert attempt.id is not None
         async with self.ctx.sessions() as s:
             await ow.mark_broadcast(s, attempt.id, self.ctx.now())
@@ -235,7 +331,13 @@ class Lane:
                 cap=self._cap,
             )
         except FeeCapExceeded as exc:
-            log.error("lane %s: nonce %s is stuck and cannot be bumped: %s", self.index, tx.nonce, exc)
+            log.error(
+                "lane %s: nonce %s is stuck and cannot be bumped: %s",
+                self.index,
+                tx.nonce,
+                exc,
+                extra=self._log_ctx(nonce=tx.nonce, tx_hash=last.tx_hash),
+            )
             return
         raw, tx_hash = self._sign(tx.nonce, tx.to_address, tx.data, tx.gas_limit, fees)
         async with self.ctx.sessions() as s:
@@ -251,7 +353,11 @@ class Lane:
             await s.commit()
         self.stats.replaced += 1
         log.warning(
-            "lane %s: nonce %s stuck, replaced by %s (max fee %s)", self.index, tx.nonce, tx_hash, fees.max_fee_per_gas
+            "lane %s: nonce %s stuck, replaced (max fee %s)",
+            self.index,
+            tx.nonce,
+            fees.max_fee_per_gas,
+            extra=self._log_ctx(nonce=tx.nonce, tx_hash=tx_hash, replaced_hash=last.tx_hash),
         )
         await self._broadcast(attempt)
 
@@ -321,7 +427,13 @@ class Lane:
         delay = min(0.5 * 2**n, 30.0) * (0.5 + random.random())
         self._retry_after[first.id] = self.ctx.clock.time() + delay
         log.warning(
-            "lane %s: planning %s %s failed (%s), retry in %.1f s", self.index, first.kind.value, first.id, exc, delay
+            "lane %s: planning %s %s failed (%s), retry in %.1f s",
+            self.index,
+            first.kind.value,
+            first.id,
+            exc,
+            delay,
+            extra=self._log_ctx(group),
         )
 
     async def _submit(self, plan: Plan, fee_inputs: tuple[int, int]) -> bool:
@@ -330,7 +442,9 @@ class Lane:
         try:
             fees = initial_fees(base_fee=base_fee, priority_fee=tip, cap=self._cap)
         except FeeCapExceeded as exc:
-            log.error("lane %s: fees above the cap, not sending: %s", self.index, exc)
+            log.error(
+                "lane %s: fees above the cap, not sending: %s", self.index, exc, extra=self._log_ctx(plan.intents)
+            )
             return False
         nonce = self.next_nonce
         raw, tx_hash = self._sign(nonce, plan.to, plan.data, plan.gas_limit, fees)
@@ -372,12 +486,12 @@ class Lane:
             self._failures.pop(intent.id or 0, None)
             self._retry_after.pop(intent.id or 0, None)
         log.info(
-            "lane %s: nonce %s %s for %s (%s)",
+            "lane %s: nonce %s %s for %s",
             self.index,
             nonce,
             plan.intents[0].kind.value,
             plan.intents[0].account,
-            tx_hash,
+            extra=self._log_ctx(plan.intents, nonce=nonce, tx_hash=tx_hash, **_note_fields(plan.note)),
         )
         await self._broadcast(attempt)
         return True
@@ -396,6 +510,16 @@ class Lane:
         }
         signed = self.signer.sign_transaction(tx)
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+
+def _note_fields(note: dict[str, Any]) -> dict[str, Any]:
+    """Log context a step put in its plan's note (temp quote ids of the opens it sends)."""
+    temp_ids = note.get("temp_quote_ids")
+    if not temp_ids:
+        return {}
+    if len(temp_ids) == 1:
+        return {"temp_quote_id": temp_ids[0]}
+    return {"temp_quote_ids": ",".join(map(str, temp_ids))}
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -184,6 +184,48 @@ async def settle_tx(
     return (await session.exec(stmt)).first() is not None
 
 
+_SETTLED = (TxStatus.MINED, TxStatus.REVERTED)
+
+
+async def settled_from_nonce(session: AsyncSession, sender: str, nonce: int) -> list[ChainTx]:
+    """This sender's transactions recorded as mined or reverted at `nonce` or above, lowest first.
+
+    A node's nonce for a sender counts the sender's transactions on its chain, so with the
+    chain's nonce as `nonce` these are the ones a reorganisation dropped (normally none).
+    """
+    stmt = (
+        select(ChainTx)
+        .where(
+            col(ChainTx.sender) == checksum_address(sender),
+            col(ChainTx.nonce) >= nonce,
+            col(ChainTx.status).in_(_SETTLED),
+        )
+        .order_by(col(ChainTx.nonce))
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.exec(stmt)).all())
+
+
+async def unsettle_tx(session: AsyncSession, tx_id: int, *, now: datetime) -> bool:
+    """MINED/REVERTED -> SIGNED: the block holding it was reorganised away, so it is in flight
+    again (rebroadcast, replaced, settled) like any other. Its intents keep their status: their
+    effects were applied when it was first mined and are not applied twice."""
+    stmt = (
+        update(ChainTx)
+        .where(col(ChainTx.id) == tx_id, col(ChainTx.status).in_(_SETTLED))
+        .values(
+            status=TxStatus.SIGNED,
+            mined_hash=None,
+            block_number=None,
+            gas_used=None,
+            revert_reason=None,
+            modify_time=now,
+        )
+        .returning(col(ChainTx.id))
+    )
+    return (await session.exec(stmt)).first() is not None
+
+
 async def intents_of_tx(session: AsyncSession, tx_id: int) -> list[TxIntent]:
     stmt = (
         select(TxIntent)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+import redis.exceptions
+import sqlalchemy.exc
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -16,6 +19,21 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from solver.core.errors import ErrorCode, SolverError
 
 log = logging.getLogger("solver.api")
+
+# A store that cannot be reached right now: the request is answered 503 UNAVAILABLE (retry
+# shortly), never 500. Redis refused or dropped the connection or timed out; PostgreSQL refused
+# the connection, cut the session (restart, failover, admin shutdown) or the pool had no
+# connection to give within its timeout. psycopg's OperationalError also covers serialization
+# failures, deadlocks and statement timeouts: all worth a retry, none the client's fault.
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_DATABASE_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # QueuePool: no connection within pool_timeout
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+RETRY_AFTER_S = 1
 
 _STATUS_TO_CODE = {
     400: ErrorCode.VALIDATION,
@@ -75,10 +93,40 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return resp
 
 
+def unavailable_store(exc: BaseException) -> str | None:
+    """The store ("redis" or "database") that `exc`, an exception it was raised from (`raise ...
+    from`, as SQLAlchemy wraps psycopg) or a member of its exception group says cannot be reached
+    now; None for anything else. (Not `__context__`: a bug raised while handling a store error is
+    still a bug, a 500 with its traceback.)"""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < 32:
+        e = pending.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, _REDIS_DOWN):
+            return "redis"
+        if isinstance(e, _DATABASE_DOWN) or (isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated):
+            return "database"
+        if isinstance(e, BaseExceptionGroup):
+            pending.extend(e.exceptions)
+        if e.__cause__ is not None:
+            pending.append(e.__cause__)
+    return None
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, (UnicodeDecodeError, RecursionError)):
         # Raised by the JSON decoder on bodies with invalid UTF-8 or absurd nesting: bad input.
         return error_response(ErrorCode.VALIDATION, "The request body is not valid JSON.", [type(exc).__name__])
+    store = unavailable_store(exc)
+    if store is not None:
+        why = repr(exc)[:300]
+        log.warning("%s unavailable on %s %s: %s", store, request.method, request.url.path, why, extra={"store": store})
+        resp = error_response(ErrorCode.UNAVAILABLE, detail=[f"{store} unavailable"])
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return resp
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     resp = error_response(ErrorCode.INTERNAL)
     resp.status_code = HTTP_500_INTERNAL_SERVER_ERROR

@@ -336,14 +336,16 @@ async def test_trade_end_to_end_and_upnl_matches_decimal(dev: Dev, muon: MuonCli
 # --- refusals, failover, the HTTP shape ------------------------------------------------------
 
 
-async def test_stale_or_missing_price_is_refused(
+async def test_stale_price_is_refused_missing_price_is_unavailable(
     dev: Dev, muon: MuonClient, prices: PriceCache, oracle_url: str
 ) -> None:
     account = dev.new_account()
-    with pytest.raises(OracleError) as missing:
+    with pytest.raises(OracleError) as missing:  # none published yet / Redis lost it: retry later
         await muon.party_a_upnl_and_price(party_a=account, symbol_id=BTC)
-    assert missing.value.code is ErrorCode.ORACLE_REFUSED and missing.value.refused
-    assert "No price is available for BTCUSDT" in missing.value.message
+    assert missing.value.code is ErrorCode.ORACLE_UNAVAILABLE and not missing.value.refused
+    raw = await _get(oracle_url, "uPnl_A_withSymbolPrice", dev, partyA=account, symbolId="1")
+    assert raw.status_code == 503
+    assert "No price is available for BTCUSDT" in raw.json()["error"]["message"]
 
     await set_price(prices, "60000", age_s=60)
     with pytest.raises(OracleError) as stale:

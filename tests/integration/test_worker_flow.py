@@ -30,6 +30,7 @@ from solver.db.models import (
     TxIntent,
 )
 from solver.devnet.deploy import DevnetInfo
+from solver.pricing.cache import PriceCache, PricePoint
 from solver.quotes import outbox
 from solver.quotes import repository as repo
 from solver.settings import Settings
@@ -272,9 +273,11 @@ async def test_expired_deadline_fails_without_sending(
 async def test_oracle_refusal_fails_the_open_with_its_reason(
     settings: Settings, devnet: DevnetInfo, db_factory: SessionFactory, redis_client: Any
 ) -> None:
-    """No ETHUSDT price at all: the oracle refuses to sign, nothing is sent, the open fails."""
+    """A stale ETHUSDT price: the oracle refuses to sign, nothing is sent, the open fails. (A
+    missing price is not a refusal: the worker waits for it, solver.oracle.local.)"""
     account = new_account(devnet)
-    marks = {"BTCUSDT": Decimal(60000)}  # ETHUSDT never priced in this test's Redis prefix
+    marks = {"BTCUSDT": Decimal(60000)}  # ETHUSDT only has the minute-old price below
+    await PriceCache(redis_client, settings.redis_prefix).set(PricePoint("ETHUSDT", Decimal(3000), time.time() - 60))
     async with PriceKeeper(redis_client, settings.redis_prefix, marks), running_worker(settings, devnet):
         open_id = await open_request(db_factory, account, symbol_id=2, price="3030", quantity="0.1")
         row = await settled_open(db_factory, open_id)

@@ -152,7 +152,7 @@ async def test_party_a_and_party_b_upnl() -> None:
 @pytest.mark.parametrize(
     ("setup", "code", "text"),
     [
-        ("missing", ErrorCode.ORACLE_REFUSED, "No price is available for ETHUSDT"),
+        ("missing", ErrorCode.ORACLE_UNAVAILABLE, "No price is available for ETHUSDT"),  # retried
         ("stale", ErrorCode.ORACLE_REFUSED, "s old"),
         ("unpriced position", ErrorCode.ORACLE_REFUSED, "symbol id 77"),
         ("unknown symbol", ErrorCode.ORACLE_REFUSED, "Symbol id 99"),

@@ -587,9 +587,12 @@ def settle(sim: Sim, ok: bool, fill: Fraction, dt: Decimal) -> None:
         sim.opened_quantities.append(quantity)
         if sim.terms.type == StrategyType.DCA:
             assert sim.terms.delay_s is not None and sim.p.next_due is not None
-            assert sim.p.next_due >= sent_at + sim.terms.delay_s
+            # The grid from the previous due time, unless this one was a whole delay late: then
+            # a delay after its send. Never at or before the send itself (no burst).
+            assert sim.p.next_due > sent_at
             if before is not None:
-                assert sim.p.next_due >= before + sim.terms.delay_s
+                grid = before + sim.terms.delay_s
+                assert sim.p.next_due == (grid if grid > sent_at else sent_at + sim.terms.delay_s)
     else:
         sim.p = failed(sim.p, margin=sizing.margin, now=sim.now)
         assert sim.p.next_due is not None and sim.p.next_due >= sim.now + RETRY_BACKOFF_S

@@ -11,11 +11,11 @@ from solver.core.errors import ConfigError
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from solver.core.logging import configure_logging
+    from solver.observability.logs import configure_from_settings
     from solver.settings import load_settings
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_from_settings(settings)
     uvicorn.run(
         "solver.app:app_from_env",
         factory=True,
@@ -30,13 +30,13 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from solver.core.logging import configure_logging
     from solver.db.migrate import upgrade
     from solver.db.wait import DatabaseUnavailable, migration_state, wait_for_database
+    from solver.observability.logs import configure_from_settings
     from solver.settings import load_settings
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_from_settings(settings)
     if args.wait is not None:
         try:
             wait_for_database(settings.database_url, args.wait)
@@ -68,12 +68,12 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 def _cmd_oracle(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from solver.core.logging import configure_logging
+    from solver.observability.logs import configure_from_settings
     from solver.oracle.server import create_oracle_app
     from solver.settings import load_settings
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_from_settings(settings)
     app = create_oracle_app(settings)  # ConfigError (exit 2) without the oracle keys
     uvicorn.run(
         app,
@@ -86,23 +86,23 @@ def _cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from solver.core.logging import configure_logging
+    from solver.observability.logs import configure_from_settings
     from solver.settings import load_settings
     from solver.worker import main as worker_main
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_from_settings(settings)
     lanes = [int(x) for x in args.lanes.split(",")] if args.lanes else None
     return worker_main(settings, only_lanes=lanes)
 
 
 def _cmd_engine(_: argparse.Namespace) -> int:
-    from solver.core.logging import configure_logging
     from solver.engine import main as engine_main
+    from solver.observability.logs import configure_from_settings
     from solver.settings import load_settings
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_from_settings(settings)
     return engine_main(settings)
 
 
@@ -110,12 +110,12 @@ def _cmd_prices(args: argparse.Namespace) -> int:
     """The engine's price feed alone, on the replay source (random walk or CSV)."""
     from pathlib import Path
 
-    from solver.core.logging import configure_logging
     from solver.engine import main as engine_main
+    from solver.observability.logs import configure_from_settings
     from solver.settings import PricingSettings, load_settings
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_from_settings(settings)
     overrides = {
         "source": "replay",
         "replay_interval_s": args.interval,

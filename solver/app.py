@@ -6,20 +6,25 @@ dependencies (a Redis client, a DB engine, a chain reader) to share fixtures.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.types import LifeSpanReceive, LifeSpanScope, LifeSpanSend, Receive, Scope, Send
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,6 +47,11 @@ from solver.notify.publish import NotificationPublisher, enable_publishing
 from solver.notify.service import NotificationHistory
 from solver.notify.ws.controllers import ws_routes
 from solver.notify.ws.service import Streams, build_streams
+from solver.observability import endpoint as metrics_endpoint
+from solver.observability.collect import SystemMetrics
+from solver.observability.endpoint import MetricsEndpoint
+from solver.observability.http import HttpMetrics
+from solver.observability.states import price_report
 from solver.orders.controllers import trigger_routes
 from solver.orders.service import TriggerOrderService
 from solver.pricing.cache import PriceCache
@@ -58,13 +68,17 @@ from solver.strategy.service import StrategyOrderService
 from solver.web import meta
 from solver.web.errors import EXCEPTION_HANDLERS
 from solver.web.health import Readiness
+from solver.web.openapi import COMPONENTS as OPENAPI_COMPONENTS
+from solver.web.openapi import document_errors
 from solver.web.paths import normalize_scope
+from solver.web.rate_limit import RateLimiter, RateLimitMiddleware
 
 log = logging.getLogger("solver.app")
 
 
 class SolverApp(Litestar):
-    """Litestar with path normalisation ahead of routing (bots send `//login`)."""
+    """Litestar with path normalisation ahead of routing (bots send `//login`), and every HTTP
+    request timed by route template outside everything else (solver.observability.http)."""
 
     async def __call__(
         self,
@@ -74,6 +88,11 @@ class SolverApp(Litestar):
     ) -> None:
         if scope["type"] != "lifespan":
             normalize_scope(scope)
+        services = self.state.get("services") if scope["type"] == ScopeType.HTTP else None
+        if services is not None:
+            http = services.metrics.http
+            await http.measure(cast("Scope", scope), cast("Receive", receive), cast("Send", send), super().__call__)
+            return
         await super().__call__(scope, receive, send)
 
 
@@ -97,6 +116,7 @@ class Services:
     streams: Streams
     trigger_orders: TriggerOrderService
     strategy_orders: StrategyOrderService
+    metrics: MetricsEndpoint  # GET /metrics: this process's request histograms and the system's state
 
 
 def build_services(
@@ -109,8 +129,18 @@ def build_services(
 ) -> Services:
     clock = clock or SystemClock()
     # A blocking pool waits for a free connection under load instead of failing the request.
+    # A Redis restart leaves every pooled connection dead, and redis-py does not retry a command
+    # by default: the first request on each would fail. A dropped connection is retried on a fresh
+    # one (twice, 10-100 ms apart); a Redis that is down still fails within ~0.1 s (503 UNAVAILABLE,
+    # solver.web.errors). A retried command the server did run costs a temp id gap, a spent nonce.
     redis = redis or Redis(
-        connection_pool=BlockingConnectionPool.from_url(settings.redis_url, max_connections=200, timeout=5)
+        connection_pool=BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=200,
+            timeout=5,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2),
+            retry_on_error=[RedisConnectionError],
+        )
     )
     engine = engine or create_engine(settings.database_url)
     if chain is None:
@@ -147,7 +177,21 @@ def build_services(
     async def redis_probe() -> None:
         await redis.ping()
 
-    readiness = Readiness({"database": db_probe, "redis": redis_probe, "chain": chain.chain_id})
+    obs = settings.observability
+    readiness = Readiness(
+        {"database": db_probe, "redis": redis_probe, "chain": chain.chain_id},
+        timeout_s=obs.probe_timeout_s,
+        reports={"prices": price_report(prices, settings, clock)},
+        required=["prices"] if obs.ready_requires_fresh_prices else [],
+    )
+    system_metrics = SystemMetrics(
+        settings=settings,
+        redis=redis,
+        engine=engine,
+        timeout_s=obs.scrape_timeout_s,
+        loop_down_after_s=obs.loop_down_after_s,
+    )
+    token = obs.metrics_token.get_secret_value() if obs.metrics_token else None
     temp_ids = TempIdAllocator(redis, settings.redis_prefix, temp_id_seed_source(sessions))
     return Services(
         settings=settings,
@@ -181,6 +225,7 @@ def build_services(
             settings=settings, sessions=sessions, chain=chain, marks=market.marks, clock=clock
         ),
         strategy_orders=StrategyOrderService(settings=settings, sessions=sessions, clock=clock),
+        metrics=MetricsEndpoint(HttpMetrics(), system_metrics, token=token),
     )
 
 
@@ -194,6 +239,7 @@ def _route_handlers() -> list[Any]:
         *ws_routes(),
         *trigger_routes(),
         *strategy_routes(),
+        *metrics_endpoint.routes(),
     ]
 
 
@@ -206,11 +252,20 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
             got = await svc.chain.chain_id()
             if got != settings.chain.chain_id:
                 raise ConfigError(f"RPC chain id {got} differs from configured chain_id {settings.chain.chain_id}")
-        # Re-seed below every stored temp id: losing Redis never hands an id out twice.
-        await svc.temp_ids.start()
+        # Re-seed below every stored temp id: losing Redis never hands an id out twice. With Redis
+        # or Postgres down the API still starts (so /readyz can say which): seeded in the
+        # background, and `allocate` seeds a missing counter itself in the meantime.
+        seeding: asyncio.Task[None] | None = None
+        try:
+            await asyncio.wait_for(svc.temp_ids.start(), timeout=2 * settings.observability.probe_timeout_s)
+        except Exception as exc:
+            log.warning("temp quote id counter not seeded at start (%s); retrying in the background", repr(exc))
+            seeding = asyncio.create_task(_seed_temp_ids(svc.temp_ids), name="seed-temp-ids")
         try:
             yield
         finally:
+            if seeding is not None:
+                seeding.cancel()
             await svc.streams.close()
             await svc.publisher.close()
             if services is None:
@@ -219,6 +274,7 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
                 await svc.chain.close()
 
     handlers = _route_handlers()
+    document_errors(handlers)  # the OpenAPI schema names the error body and the Bearer token
     route_handlers: list[Any] = list(handlers)
     if settings.api.prefix:
         route_handlers.append(Router(path=settings.api.prefix, route_handlers=handlers, include_in_schema=False))
@@ -236,6 +292,7 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         "streams": meta.provide(svc.streams),
         "trigger_orders": meta.provide(svc.trigger_orders),
         "strategy_orders": meta.provide(svc.strategy_orders),
+        "metrics_endpoint": meta.provide(svc.metrics),
         "principal": Provide(provide_principal),
     }
     return SolverApp(
@@ -250,22 +307,45 @@ def create_app(settings: Settings, services: Services | None = None, *, check_ch
         ),
         openapi_config=OpenAPIConfig(
             title="Symmio solver API",
+            components=OPENAPI_COMPONENTS,
             version="0.1.0",
             path="/docs",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         lifespan=[lifespan],
+        middleware=_rate_limit(settings, svc),
         request_max_body_size=settings.api.max_body_bytes,
         state=State({"services": svc}),
         debug=False,
     )
 
 
+def _rate_limit(settings: Settings, svc: Services) -> list[Any]:
+    """Per-IP and per-account limits in Redis (settings.ratelimit); nothing at all when disabled."""
+    if not settings.ratelimit.enabled:
+        return []
+    limiter = RateLimiter(svc.redis, settings.redis_prefix, settings.ratelimit, api_prefix=settings.api.prefix)
+    return [RateLimitMiddleware(limiter, svc.token_auth)]
+
+
+async def _seed_temp_ids(temp_ids: TempIdAllocator) -> None:
+    delay = 1.0
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await temp_ids.start()
+        except Exception:
+            delay = min(delay * 2, 30.0)
+            continue
+        log.info("temp quote id counter seeded")
+        return
+
+
 def app_from_env() -> Litestar:
     """Factory for `uvicorn --factory` (one app per API worker process)."""
-    from solver.core.logging import configure_logging
+    from solver.observability.logs import configure_from_settings
     from solver.settings import load_settings
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_from_settings(settings)
     return create_app(settings)

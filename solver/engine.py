@@ -31,6 +31,8 @@ from redis.asyncio import Redis
 
 from solver.core.clock import Clock, SystemClock
 from solver.market.feeds import MarketFeeds
+from solver.observability.heartbeat import Heartbeats
+from solver.observability.states import feed_state, heartbeats_for
 from solver.oracle.client import OracleClient
 from solver.pricing.cache import PriceCache
 from solver.pricing.feed import Backoff, FeedRunner, PricePublisher
@@ -54,9 +56,14 @@ class Engine:
     feeds: list[FeedRunner]
     extra_loops: list[Loop] = field(default_factory=list)
     closers: list[object] = field(default_factory=list)
+    heartbeats: Heartbeats | None = None  # loop beats and feed counters for GET /metrics
 
     def add_loop(self, loop: Loop) -> None:
         self.extra_loops.append(loop)
+
+    def beat(self, loop: str) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.beat(loop)
 
 
 def build_source(settings: Settings, *, clock: Clock, oracle: OracleClient | None = None) -> PriceSource:
@@ -111,8 +118,19 @@ def build_engine(
         )
         for source in sources
     ]
+    heartbeats = heartbeats_for(settings, redis)
+    for feed in feeds:
+        feed.beat = heartbeats.beat
+        heartbeats.add_state("feed", feed.name, feed_state(feed), every_s=settings.observability.heartbeat_interval_s)
     return Engine(
-        settings=settings, redis=redis, prices=prices, stream=stream, clock=clock, feeds=feeds, closers=closers
+        settings=settings,
+        redis=redis,
+        prices=prices,
+        stream=stream,
+        clock=clock,
+        feeds=feeds,
+        closers=closers,
+        heartbeats=heartbeats,
     )
 
 
@@ -122,9 +140,9 @@ def register_loops(engine: Engine) -> None:
     from solver.risk import health_engine
     from solver.strategy import strategy_engine
 
-    trigger_engine.register(engine)
-    health_engine.register(engine)
-    strategy_engine.register(engine)
+    trigger_engine.register(engine).beat = engine.beat
+    health_engine.register(engine).beat = engine.beat
+    strategy_engine.register(engine).beat = engine.beat
 
 
 async def run_engine(engine: Engine, stop: asyncio.Event) -> None:
@@ -132,6 +150,9 @@ async def run_engine(engine: Engine, stop: asyncio.Event) -> None:
     named: list[tuple[str, Loop]] = [(f"feed-{f.name}", f.run) for f in engine.feeds]
     named += [(_loop_name(loop), loop) for loop in engine.extra_loops]
     tasks: dict[asyncio.Task[Any], str] = {asyncio.create_task(loop(stop), name=name): name for name, loop in named}
+    # Not one of the loops: it never ends by itself, and must not keep a finished engine alive.
+    beats_stop = asyncio.Event()
+    beats = asyncio.create_task(engine.heartbeats.run(beats_stop)) if engine.heartbeats is not None else None
     stopper: asyncio.Task[Any] = asyncio.create_task(stop.wait())
     pending: set[asyncio.Task[Any]] = set(tasks)
     failure: BaseException | None = None
@@ -163,7 +184,8 @@ async def run_engine(engine: Engine, stop: asyncio.Event) -> None:
         stopper.cancel()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(stopper, *tasks, return_exceptions=True)
+        beats_stop.set()
+        await asyncio.gather(stopper, *tasks, *([beats] if beats else []), return_exceptions=True)
         await close_engine(engine)
     if failure is not None:
         raise failure

@@ -8,6 +8,7 @@ Env vars use the `SOLVER_` prefix and `__` for nesting (`SOLVER_AUTH__JWT_SECRET
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -264,6 +265,57 @@ class ApiSettings(BaseModel):
         return "/" + v.strip("/")
 
 
+class RateLimitSettings(BaseModel):
+    """Request limits of the API per client IP and per account (solver.web.rate_limit).
+
+    Fixed one-minute windows counted in Redis, so every replica shares them. A request counts for
+    its IP and, with a valid Bearer token, for the token's account as well; `/login` and
+    `/nonce/{account}` count in a third, smaller bucket per IP. Over a limit: 429 RATE_LIMITED with
+    `Retry-After`. Redis unreachable: requests pass (fail open) and a warning is logged.
+
+    The client IP is the connection's peer (uvicorn already resolves X-Forwarded-For from the peers
+    in its FORWARDED_ALLOW_IPS, 127.0.0.1 by default). `trusted_proxies` (IPs or CIDRs) makes this
+    middleware read X-Forwarded-For too, when the peer is one of them; never list open networks.
+    IPv6 clients are counted per /64 (one host usually owns the whole /64).
+    """
+
+    enabled: bool = True
+    per_ip_per_minute: int = Field(default=1200, ge=1)
+    per_account_per_minute: int = Field(default=600, ge=1)
+    login_per_ip_per_minute: int = Field(default=60, ge=1)  # POST /login and GET /nonce/{account}
+    exempt_paths: list[str] = Field(default_factory=lambda: ["/health", "/readyz", "/metrics"])
+    trusted_proxies: list[str] = Field(default_factory=list)
+    redis_timeout_s: float = Field(default=0.25, gt=0, le=5)  # then fail open
+
+    @field_validator("exempt_paths")
+    @classmethod
+    def _paths(cls, v: list[str]) -> list[str]:
+        return ["/" + p.strip("/") for p in v]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or network: {net!r}") from exc
+        return v
+
+
+class ObservabilitySettings(BaseModel):
+    """GET /metrics, loop heartbeats and readiness (solver.observability, README "Observability")."""
+
+    heartbeat_interval_s: float = Field(default=1, gt=0, le=60)  # loops' beats written to Redis this often
+    state_interval_s: float = Field(default=5, gt=0, le=300)  # lane nonces published (2 RPC reads per lane)
+    loop_down_after_s: float = Field(default=30, gt=0)  # solver_loop_up is 0 after this long without a beat
+    forget_after_s: int = Field(default=86_400, ge=60)  # a loop silent this long disappears from /metrics
+    scrape_timeout_s: float = Field(default=2, gt=0, le=30)  # each source of a /metrics scrape
+    probe_timeout_s: float = Field(default=2, gt=0, le=30)  # each /readyz probe (they run concurrently)
+    ready_requires_fresh_prices: bool = False  # /readyz fails (503) while a symbol's price is not fresh
+    metrics_token: SecretStr | None = None  # when set, GET /metrics wants `Authorization: Bearer <token>`
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SOLVER_",
@@ -294,6 +346,8 @@ class Settings(BaseSettings):
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     ws: WsSettings = Field(default_factory=WsSettings)
+    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     symbols: list[SymbolConfig] = Field(default_factory=list)
 
     @field_validator("database_url")

@@ -25,6 +25,9 @@ from solver.core.clock import Clock, SystemClock
 from solver.core.errors import ConfigError
 from solver.db.engine import create_engine, session_factory
 from solver.notify.publish import NotificationPublisher, enable_publishing
+from solver.observability.heartbeat import Heartbeats
+from solver.observability.logs import settings_summary
+from solver.observability.states import heartbeats_for, lane_state
 from solver.oracle.client import OracleClient
 from solver.quotes.lane import Lane
 from solver.quotes.steps import StepContext
@@ -38,6 +41,7 @@ class Worker:
     lanes: list[Lane]
     ctx: StepContext
     closers: list[object] = field(default_factory=list)
+    heartbeats: Heartbeats | None = None  # loop beats and lane nonces for GET /metrics
 
 
 def signers_by_lane(settings: Settings, only: Sequence[int] | None = None) -> dict[int, LocalAccount]:
@@ -99,13 +103,20 @@ async def build_worker(
     )
     closers.extend([engine, publisher])
     lanes = [Lane(index=i, signer=acct, ctx=ctx, chain_id=chain_id) for i, acct in sorted(signers.items())]
-    return Worker(lanes=lanes, ctx=ctx, closers=closers)
+    heartbeats = heartbeats_for(settings)
+    for lane in lanes:
+        lane.beat = heartbeats.beat
+        heartbeats.add_state("worker", str(lane.index), lane_state(lane))
+    closers.append(heartbeats)
+    return Worker(lanes=lanes, ctx=ctx, closers=closers, heartbeats=heartbeats)
 
 
 async def run_worker(worker: Worker, stop: asyncio.Event, *, follow_events: bool = True) -> None:
     tasks = [asyncio.create_task(lane.run(stop), name=f"lane-{lane.index}") for lane in worker.lanes]
     if follow_events:
         tasks.append(asyncio.create_task(_follow(worker, stop), name="follower"))
+    if worker.heartbeats is not None:
+        tasks.append(asyncio.create_task(worker.heartbeats.run(stop), name="heartbeats"))
     try:
         await stop.wait()
     finally:
@@ -129,6 +140,15 @@ async def close_worker(worker: Worker) -> None:
             log.debug("close failed", exc_info=True)
 
 
+def announce(worker: Worker) -> None:
+    """The start-up line: lanes, signer addresses and where the worker connects (no secret)."""
+    log.info(
+        "worker started: lanes %s",
+        [(lane.index, lane.address) for lane in worker.lanes],
+        extra=settings_summary(worker.ctx.settings),
+    )
+
+
 async def _follow(worker: Worker, stop: asyncio.Event) -> None:
     from solver.chain.events.source import LogSource
     from solver.quotes.follower import EventFollower
@@ -137,6 +157,8 @@ async def _follow(worker: Worker, stop: asyncio.Event) -> None:
     source = LogSource.connect(ctx.settings.chain.rpc_urls[0])
     worker.closers.append(source)
     follower = EventFollower("symmio", source, ctx.chain, ctx.sessions, ctx.settings, clock=ctx.clock)
+    if worker.heartbeats is not None:
+        follower.beat = worker.heartbeats.beat
     await follower.run(stop)
 
 
@@ -147,7 +169,7 @@ def main(settings: Settings, *, only_lanes: Sequence[int] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         worker = await build_worker(settings, only_lanes=only_lanes)
-        log.info("worker started: lanes %s", [(lane.index, lane.address) for lane in worker.lanes])
+        announce(worker)
         await run_worker(worker, stop)
 
     asyncio.run(_main())

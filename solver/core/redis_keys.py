@@ -38,3 +38,25 @@ def upnl_cache(prefix: str, account: str) -> str:
 def upnl_lock(prefix: str, account: str) -> str:
     """upnl-ws: held (SET NX PX) by the replica computing `upnl_cache` for that account."""
     return f"{prefix}ws:upnl_lock:{account}"
+
+
+def heartbeat(prefix: str, loop: str) -> str:
+    """Unix time of the last iteration of one long-running loop (solver.observability.heartbeat);
+    expires when the loop has been silent for `observability.forget_after_s`."""
+    return f"{prefix}heartbeat:{loop}"
+
+
+def heartbeat_index(prefix: str) -> str:
+    """Set of the loop names that have a `heartbeat` key (read by GET /metrics)."""
+    return f"{prefix}heartbeats"
+
+
+def metrics_state(prefix: str, kind: str, name: str) -> str:
+    """Hash a process publishes for GET /metrics: `worker:{lane}` (nonces, in flight) or
+    `feed:{source}` (feed counters); field `ts` is when it was written."""
+    return f"{prefix}metrics:{kind}:{name}"
+
+
+def metrics_state_index(prefix: str) -> str:
+    """Set of `{kind}:{name}` members, one per `metrics_state` hash."""
+    return f"{prefix}metrics:states"

@@ -87,7 +87,12 @@ class TriggerActions:
         lane = self._lane(q)
         sym = self._settings.symbol(trig.symbol_id)
         if lane is None or sym is None or q.open_quantity <= 0:
-            log.error("trigger %s: quote %s cannot be closed by this solver", trig.order_id, q.id)
+            log.error(
+                "trigger %s: quote %s cannot be closed by this solver",
+                trig.order_id,
+                q.id,
+                extra={"trigger_id": trig.order_id, "quote_id": q.id},
+            )
             return Outcome.DEFER
         quantity = from_wei(q.open_quantity)
         price = close_price(mark, trig.position_type, self._settings.risk.close_slippage, sym.price_precision)
@@ -121,7 +126,20 @@ class TriggerActions:
                 if sibling.id != row.id and sibling.status in repo.PENDING_STATUSES:
                     await self._drop(s, sibling, "oco", f"The {_what(row.kind)} of this position fired.")
             await notes.add(s, self._settings, row, "triggered", now=now)
-        log.info("trigger %s fired: quote %s at mark %s, close %s", trig.order_id, trig.quote_id, mark, close.id)
+        log.info(
+            "trigger %s fired: quote %s at mark %s, close %s",
+            trig.order_id,
+            trig.quote_id,
+            mark,
+            close.id,
+            extra={
+                "trigger_id": trig.order_id,
+                "quote_id": trig.quote_id,
+                "account": row.account,
+                "instant_close_id": close.id,
+                "lane": lane,
+            },
+        )
         return Outcome.FIRED
 
     async def _new_close(
@@ -231,7 +249,18 @@ class TriggerActions:
             assert moved, f"trigger order {row.id} changed under a row lock"
             await self._enqueue_close(s, current, close, lane)
             await notes.add(s, self._settings, current, "triggered", now=now, key=f"triggered:{attempt}")
-        log.info("trigger %s: close attempt %s at mark %s", row.id, attempt, point.price)
+        log.info(
+            "trigger %s: close attempt %s at mark %s",
+            row.id,
+            attempt,
+            point.price,
+            extra={
+                "trigger_id": row.id,
+                "quote_id": row.quote_id,
+                "account": row.account,
+                "instant_close_id": close.id,
+            },
+        )
         return T.TRIGGERED
 
     async def _finish(

@@ -52,6 +52,7 @@ from solver.core.clock import Clock, SystemClock
 from solver.db.engine import SessionFactory
 from solver.db.models import TriggerOrder, TriggerStatus
 from solver.market.marks import MarkPrices
+from solver.observability.heartbeat import Beat, no_beat
 from solver.orders import repository as repo
 from solver.orders.actions import ENDED, Outcome, TriggerActions
 from solver.orders.triggers import Trigger, TriggerBooks
@@ -105,6 +106,7 @@ class TriggerEngine:
         self._sweep_quotes: list[int] = []
         self._fire_slots = asyncio.Semaphore(FIRE_CONCURRENCY)
         self.stats: Counter[str] = Counter()
+        self.beat: Beat = no_beat  # set by the engine: one beat per iteration of each half
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class TriggerEngine:
         await self._handle(await self._stream.read_group(self.group, self.consumer, READ_COUNT, pending=True))
         block = self._settings.triggers.read_block_ms
         while not stop.is_set():
+            self.beat("triggers.ticks")
             try:
                 await self._handle(await self._stream.read_group(self.group, self.consumer, READ_COUNT, block))
             except (asyncio.CancelledError, AssertionError):
@@ -144,6 +147,7 @@ class TriggerEngine:
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.beat("triggers.poll")
             try:
                 await self.poll_once()
             except (asyncio.CancelledError, AssertionError):
@@ -201,7 +205,9 @@ class TriggerEngine:
             self.books.add(trig)
             raise
         except Exception:
-            log.exception("trigger %s: fire failed", trig.order_id)
+            log.exception(
+                "trigger %s: fire failed", trig.order_id, extra={"trigger_id": trig.order_id, "quote_id": trig.quote_id}
+            )
             outcome = Outcome.DEFER
         finally:
             self._busy.discard(trig.order_id)

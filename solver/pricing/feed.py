@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from solver.core.clock import Clock, SystemClock
+from solver.observability.heartbeat import Beat, no_beat
 from solver.pricing.cache import PriceCache, PricePoint
 from solver.pricing.sources import PriceSource, valid_price
 from solver.pricing.stream import PriceStream
@@ -108,6 +109,7 @@ class FeedRunner:
         self._rng = rng or random.Random()
         self._last: dict[str, float] = {}
         self._worked = False  # the current connection processed a batch without failing
+        self.beat: Beat = no_beat  # set by the engine: a beat per connection attempt and per frame
 
     @property
     def name(self) -> str:
@@ -131,6 +133,7 @@ class FeedRunner:
     async def _loop(self, stop: asyncio.Event) -> None:
         attempt = 0
         while not stop.is_set():
+            self.beat(f"feed.{self.name}")
             self.stats.connects += 1
             opened = time.monotonic()
             try:
@@ -172,6 +175,7 @@ class FeedRunner:
                         raise _Silent from None
                     raise
                 self.stats.last_frame_at = self._clock.time()
+                self.beat(f"feed.{self.name}")
                 await self._accept(batch)
                 self._worked = True
 

@@ -32,6 +32,7 @@ from solver.core.clock import Clock
 from solver.db.engine import SessionFactory, session_scope
 from solver.db.models import FollowerBlock, FollowerCursor, Quote
 from solver.notify.ordering import chain_stamp
+from solver.observability.heartbeat import Beat, no_beat
 from solver.quotes import mirror
 from solver.settings import Settings
 
@@ -98,6 +99,7 @@ class EventFollower:
         self._keep_blocks = keep_blocks
         self._poll_interval_s = poll_interval_s
         self.caught_up = False  # after the last step: nothing confirmed is left to apply
+        self.beat: Beat = no_beat  # set by the worker: one beat per loop iteration
 
     async def step(self) -> int:
         """Apply one batch of confirmed blocks (rewinding first on a reorg); returns events applied.
@@ -153,6 +155,7 @@ class EventFollower:
         """Follow until `stop` is set; errors are logged and retried with a backoff."""
         backoff = self._poll_interval_s
         while not stop.is_set():
+            self.beat(f"follower.{self.name}")
             try:
                 await self.step()
                 backoff = self._poll_interval_s
@@ -298,11 +301,11 @@ class EventFollower:
                 break
         floor = target.block_number if target is not None else self._start_block - 1
         log.warning(
-            "%s: reorg below block %d (hash %s changed); rewinding to %s",
+            "%s: reorg below block %d (its hash changed); rewinding to %s",
             self.name,
             cursor.block_number,
-            cursor.block_hash,
             floor if target is not None else f"start block {self._start_block} (no saved block matches)",
+            extra={"block_number": cursor.block_number, "block_hash": cursor.block_hash},
         )
         # Mirror rows written from the dropped blocks: re-read them on the chain as it is now.
         async with self._sessions() as session:

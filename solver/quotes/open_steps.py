@@ -204,7 +204,8 @@ class SendQuoteStep:
                     return False
             return True
 
-        return Plan(intents=keep, to=to, data=data, gas_limit=gas, claim=claim)
+        temp_ids = [rows_by_id[i.id].temp_quote_id for i in keep]  # log context of the send
+        return Plan(intents=keep, to=to, data=data, gas_limit=gas, claim=claim, note={"temp_quote_ids": temp_ids})
 
     async def _fail_all(self, ctx: StepContext, intents: list[TxIntent], code: ErrorCode, message: str) -> None:
         async with ctx.sessions() as session:

@@ -53,6 +53,7 @@ from solver.core.clock import Clock
 from solver.core.units import from_wei
 from solver.db.engine import SessionFactory, session_scope
 from solver.notify import repository as notify
+from solver.observability.heartbeat import Beat, no_beat
 from solver.pricing.cache import PriceCache
 from solver.pricing.stream import PriceStream, StreamTick
 from solver.risk import health_mirror as mirror
@@ -113,6 +114,7 @@ class HealthEngine:
         self._lock = asyncio.Lock()
         self._last_full = 0.0
         self.started = False
+        self.beat: Beat = no_beat  # set by the engine: one beat per iteration of each half
 
     # -- loop -------------------------------------------------------------------------------------
 
@@ -146,6 +148,7 @@ class HealthEngine:
 
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.beat("health.ticks")
             try:
                 h = self._h
                 ticks = await self._stream.read_group(self.group, self.consumer, h.read_count, h.read_block_ms)
@@ -160,6 +163,7 @@ class HealthEngine:
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         last_claim = 0.0
         while not stop.is_set():
+            self.beat("health.poll")
             await _sleep(stop, self._h.poll_interval_s)
             if stop.is_set():
                 return
@@ -260,11 +264,11 @@ class HealthEngine:
         self._flags[account] = reason
         self._dirty_flags.add(account)
         self._unnotified.add(account)
-        log.warning("health: %s flagged reduce-only: %s", account, reason.message)
+        log.warning("health: %s flagged reduce-only: %s", account, reason.message, extra={"account": account})
 
     def _clear(self, account: str) -> None:
         if self._flags.pop(account, None) is not None:
-            log.info("health: %s healthy again: reduce-only flag cleared", account)
+            log.info("health: %s healthy again: reduce-only flag cleared", account, extra={"account": account})
         self._dirty_flags.add(account)
         self._unnotified.discard(account)
 
@@ -287,8 +291,9 @@ class HealthEngine:
     # -- polling the mirror and the chain ---------------------------------------------------------
 
     async def poll_once(self) -> None:
-        """Reload accounts whose mirror rows changed (and all of them every full_reload_s), re-read a
-        batch of balances, refresh a batch of health hashes."""
+        """Write back flags Redis lost, reload accounts whose mirror rows changed (and all of them
+        every full_reload_s), re-read a batch of balances, refresh a batch of health hashes."""
+        await self.reassert_flags()  # first: it needs Redis only, not Postgres or the chain
         now = self._clock.time()
         full = now - self._last_full >= self._h.full_reload_s
         async with self._sessions() as session:
@@ -418,6 +423,27 @@ class HealthEngine:
                 self._snapshots[account] = self.book.evaluate(account)
 
     # -- effects ----------------------------------------------------------------------------------
+
+    async def reassert_flags(self) -> list[str]:
+        """Write back every flag this loop holds that is missing in Redis (flushed, restarted
+        without persistence, failed over to a replica that never had it); the accounts written.
+
+        A decision only writes its flag when it changes, so without this a flag lost while the
+        account stays below zero would stay lost until the engine restarts: one SET NX per flagged
+        account per poll, in one pipeline, closes that gap within health.poll_interval_s."""
+        async with self._lock:
+            accounts = sorted(self._flags)
+            if not accounts:
+                return []
+            pipe = self._redis.pipeline(transaction=False)
+            for account in accounts:
+                pipe.set(reduce_only_key(self._prefix, account), self._flags[account].to_json(), nx=True)
+            written = [a for a, ok in zip(accounts, await pipe.execute(), strict=True) if ok]
+        if written:
+            log.warning(
+                "health: %d reduce-only flag(s) were missing in Redis, written back: %s", len(written), written[:20]
+            )
+        return written
 
     async def _flush(self) -> None:
         """Flags and health hashes to Redis, then the alerts to Postgres; what fails stays pending."""

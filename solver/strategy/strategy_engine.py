@@ -43,6 +43,7 @@ from solver.db.models import (
     StrategyStatus,
 )
 from solver.market.marks import MarkPrices
+from solver.observability.heartbeat import Beat, no_beat
 from solver.pricing.cache import PriceCache, PricePoint
 from solver.pricing.stream import PriceStream, StreamTick
 from solver.quotes.open_service import InstantOpenService
@@ -91,6 +92,7 @@ class StrategyEngine:
         self.actions = StrategyActions(
             settings=settings, sessions=sessions, opens=opens, marks=self._marks, clock=self._clock, stats=self.stats
         )
+        self.beat: Beat = no_beat  # set by the engine: one beat per iteration of each half
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class StrategyEngine:
     async def _tick_loop(self, stop: asyncio.Event) -> None:
         block = self._settings.strategy.read_block_ms
         while not stop.is_set():
+            self.beat("strategy.ticks")
             try:
                 ticks = await self._stream.read_group(self.group, self.consumer, READ_COUNT, block)
                 await self._handle(ticks)
@@ -126,6 +129,7 @@ class StrategyEngine:
 
     async def _poll_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.beat("strategy.poll")
             try:
                 await self.poll_once()
             except (asyncio.CancelledError, AssertionError):
@@ -249,7 +253,11 @@ class StrategyEngine:
         except (asyncio.CancelledError, AssertionError):
             raise
         except Exception:
-            log.exception("strategy order %s: step failed", order_id)
+            log.exception(
+                "strategy order %s: step failed",
+                order_id,
+                extra={"strategy_order_id": order_id, "account": self._accounts.get(order_id)},
+            )
             self.stats["step_errors"] += 1
         finally:
             self._stepping.discard(order_id)

@@ -31,11 +31,12 @@ async def health() -> dict[str, str]:
 
 @get("/readyz", summary="Readiness: database, Redis and chain reachable", tags=["meta"])
 async def readyz(readiness: Readiness) -> Response[dict[str, Any]]:
-    checks = await readiness.check()
-    ready = all(checks.values())
+    """`isReady`, each probe in `checks`, the failed ones in `failed`; reports (price freshness)
+    beside them, failing readiness only when configured (observability.ready_requires_fresh_prices)."""
+    state = await readiness.state()
     return Response(
-        content={"isReady": ready, "checks": checks},
-        status_code=200 if ready else 503,
+        content={"isReady": state.ready, "checks": state.checks, "failed": state.failed, **state.reports},
+        status_code=200 if state.ready else 503,
     )
 
 

@@ -152,14 +152,14 @@ class EventDecoder:
             return None
         spec = self._specs.get(topics[0])
         if spec is None:
-            log.debug("unknown topic0 %s at %s", topics[0], _hex(raw["transactionHash"]))
+            log.debug("unknown topic0", extra={"topic0": topics[0], "tx_hash": _hex(raw["transactionHash"])})
             return None
         try:
             args = self._args(spec, topics[1:], _bytes(raw.get("data", b"")))
         except (DecodingError, ValueError, OverflowError) as exc:
             # A known topic0 whose payload does not fit the ABI: another contract's event that
             # shares the signature, or an ABI mismatch. Skipping is safe: quote state is re-read.
-            log.error("cannot decode %s at %s: %s", spec.signature, _hex(raw["transactionHash"]), exc)
+            log.error("cannot decode %s: %s", spec.signature, exc, extra={"tx_hash": _hex(raw["transactionHash"])})
             return None
         return ChainEvent(
             name=spec.name,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,23 +20,44 @@ from solver.auth.jwt import JwtCodec
 from solver.chain.types import QuoteStatus
 from solver.chain.web3_reader import Web3ChainReader
 from solver.core.clock import SystemClock
-from solver.db.engine import SessionFactory
+from solver.db import migrate
+from solver.db.engine import SessionFactory, create_engine, session_factory
 from solver.db.models import InstantClose, IntentKind, Notification, TriggerOrder, TriggerStatus, TxIntent
 from solver.devnet.deploy import DevnetInfo
 from solver.orders.trigger_engine import TriggerEngine
 from solver.settings import Settings
 from tests.fixtures.app import settings_for
+from tests.fixtures.db import scratch_database_url
 from tests.fixtures.trading import PriceKeeper, chain_quote, new_account, running_worker
 from tests.integration.test_worker_flow import open_request, settled_open, wait_for
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def own_database_url() -> Iterator[str]:
+    """The trigger loops load every armed order in their database: other files' orders (armed on
+    the shared session database) must not be there to fire on this test's ticks."""
+    url = scratch_database_url()
+    migrate.upgrade(url)
+    try:
+        yield url
+    finally:
+        migrate.drop_database(url)
+
+
 @pytest.fixture
-def settings(devnet: DevnetInfo, database_url: str, redis_prefix: str) -> Settings:
+async def db_factory(own_database_url: str) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(own_database_url, pool_size=5, max_overflow=5)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(devnet: DevnetInfo, own_database_url: str, redis_prefix: str) -> Settings:
     return settings_for(
         devnet,
-        database_url,
+        own_database_url,
         redis_prefix,
         worker={"signer_private_keys": [devnet.solver_private_key], "poll_interval_s": 0.02},
         triggers={"poll_interval_s": 0.1},

@@ -11,7 +11,7 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +28,8 @@ from solver.chain.types import LockedValues, OnChainQuote, QuoteStatus
 from solver.core.clock import SystemClock
 from solver.core.errors import ErrorCode, SolverError
 from solver.core.units import to_wei
-from solver.db.engine import SessionFactory
+from solver.db import migrate
+from solver.db.engine import SessionFactory, create_engine, session_factory
 from solver.db.models import (
     InstantClose,
     InstantCloseStatus,
@@ -49,6 +50,7 @@ from solver.pricing.cache import PriceCache, PricePoint
 from solver.quotes import repository as quotes_repo
 from solver.settings import Settings
 from tests.fixtures.app import settings_for
+from tests.fixtures.db import scratch_database_url
 
 pytestmark = pytest.mark.integration
 
@@ -93,13 +95,31 @@ class FakeChain:
         self.quotes[quote_id] = replace(self.quotes[quote_id], status=status)
 
 
+@pytest.fixture(scope="module")
+def own_database_url() -> Iterator[str]:
+    """The loops load every armed order in their database: other files' orders must not be there."""
+    url = scratch_database_url()
+    migrate.upgrade(url)
+    try:
+        yield url
+    finally:
+        migrate.drop_database(url)
+
+
 @pytest.fixture
-def settings(database_url: str, redis_prefix: str) -> Settings:
+async def db_factory(own_database_url: str) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(own_database_url, pool_size=5, max_overflow=5)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(own_database_url: str, redis_prefix: str) -> Settings:
     devnet = SimpleNamespace(
         chain_id=31337, rpc_url="http://127.0.0.1:1", multi_account="0x" + "1" * 40, symmio="0x" + "2" * 40,
         collateral="0x" + "3" * 40, solver=LANE,
     )  # fmt: skip
-    return settings_for(devnet, database_url, redis_prefix, triggers={"max_close_attempts": 2})
+    return settings_for(devnet, own_database_url, redis_prefix, triggers={"max_close_attempts": 2})
 
 
 @pytest.fixture
